@@ -1,0 +1,528 @@
+//! The configuration model shared by every service.
+//!
+//! Sources, later wins: built-in defaults → one TOML file → `CLAWHIVE_*`
+//! environment variables. An env variable names a path with `__` between
+//! levels: `CLAWHIVE_BUS__NATS_URL=nats://…` sets `bus.nats_url`. Its value is
+//! read as a TOML value when it parses as one (numbers, booleans, arrays) and
+//! as a string otherwise.
+//!
+//! Secrets never live in the file: API keys and tokens are named by the
+//! environment variable (`api_key_env`, `token_env`) or stored as digests
+//! (`token_sha256`). [`Config::validate`] fails fast with a one-line reason.
+
+use crate::ids::{AgentId, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file is not valid TOML: {0}")]
+    Parse(String),
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub bus: BusConfig,
+    pub store: StoreConfig,
+    pub gateway: GatewayConfig,
+    pub worker: WorkerConfig,
+    pub llm: LlmConfig,
+    pub agents: Vec<AgentConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bus: BusConfig::default(),
+            store: StoreConfig::default(),
+            gateway: GatewayConfig::default(),
+            worker: WorkerConfig::default(),
+            llm: LlmConfig::default(),
+            agents: vec![AgentConfig::default()],
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub nats_url: String,
+    /// Replicas for JetStream streams (3 in a production NATS cluster).
+    pub stream_replicas: usize,
+    /// Deliveries of one request before the worker gives up with a terminal error.
+    pub max_attempts: i64,
+    /// How long a worker may hold a request without an ack or a heartbeat.
+    pub ack_wait_ms: u64,
+    /// Window in which JetStream drops a request id it has already seen.
+    pub duplicate_window_ms: u64,
+    /// Prefix of subjects and stream names, to run several isolated systems on one NATS.
+    pub namespace: String,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            stream_replicas: 1,
+            max_attempts: 4,
+            ack_wait_ms: 30_000,
+            duplicate_window_ms: 120_000,
+            namespace: "clawhive".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub redis_url: String,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+    /// Messages loaded as history for a turn (the newest N).
+    pub history_limit: usize,
+    /// How long a committed turn's reply is kept for idempotent re-sends.
+    pub turn_record_ttl_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "ch".into(),
+            history_limit: 200,
+            turn_record_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub max_body_bytes: usize,
+    pub max_message_chars: usize,
+    /// Turn deadline when the client names none.
+    pub default_timeout_ms: u64,
+    /// Upper bound on a client-requested deadline.
+    pub max_timeout_ms: u64,
+    /// Timeout of non-streaming HTTP calls (list, get, reset).
+    pub request_timeout_ms: u64,
+    /// Agent used when a request names none.
+    pub default_agent: String,
+    /// Static API tokens (replaced by issued tokens in the identity model).
+    pub tokens: Vec<StaticToken>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            max_message_chars: 32_000,
+            default_timeout_ms: 120_000,
+            max_timeout_ms: 600_000,
+            request_timeout_ms: 10_000,
+            default_agent: "default".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// A token → principal mapping. The token itself comes from the environment
+/// (`token_env`) or is given as its SHA-256 (`token_sha256`), never in clear text.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticToken {
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    pub tenant: TenantId,
+    pub user: UserId,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Turns one worker runs at once.
+    pub concurrency: usize,
+    /// LLM ↔ tool round trips per turn.
+    pub max_steps: u32,
+    pub lease_ttl_ms: u64,
+    /// How long a turn waits for another turn of its session to finish.
+    pub lease_wait_ms: u64,
+    /// Grace period for in-flight turns on shutdown; the rest are handed back.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            max_steps: 8,
+            lease_ttl_ms: 30_000,
+            lease_wait_ms: 20_000,
+            drain_timeout_ms: 20_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI chat completions (OpenRouter, OpenAI, vLLM, Ollama, …).
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// Environment variable holding the API key; empty for keyless local servers.
+    #[serde(default)]
+    pub api_key_env: String,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_backoff")]
+    pub initial_backoff_ms: u64,
+    /// Upper bound on one HTTP attempt (the request deadline bounds the total).
+    #[serde(default = "default_attempt_timeout")]
+    pub attempt_timeout_ms: u64,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+fn default_backoff() -> u64 {
+    250
+}
+fn default_attempt_timeout() -> u64 {
+    120_000
+}
+
+impl ProviderConfig {
+    pub fn new(kind: ProviderKind, base_url: &str, api_key_env: &str) -> Self {
+        Self {
+            kind,
+            base_url: base_url.into(),
+            api_key_env: api_key_env.into(),
+            max_retries: default_retries(),
+            initial_backoff_ms: default_backoff(),
+            attempt_timeout_ms: default_attempt_timeout(),
+            max_tokens: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Providers by the name used as the first segment of a model string.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        let mut providers = BTreeMap::new();
+        providers.insert(
+            "openrouter".into(),
+            ProviderConfig::new(ProviderKind::Openai, "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        );
+        providers.insert(
+            "openai".into(),
+            ProviderConfig::new(ProviderKind::Openai, "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        );
+        providers.insert(
+            "anthropic".into(),
+            ProviderConfig::new(ProviderKind::Anthropic, "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+        );
+        Self { providers }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: AgentId,
+    /// `provider/model`, split at the first slash.
+    pub model: String,
+    /// Tried in order when the primary model fails with a transient error.
+    pub fallbacks: Vec<String>,
+    pub system_prompt: String,
+    /// Built-in tools this agent may offer.
+    pub tools: Vec<String>,
+    pub max_steps: Option<u32>,
+    /// Tenants that may use this agent; empty means all.
+    pub tenants: Vec<TenantId>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            id: AgentId::new("default").expect("valid"),
+            model: "openrouter/arcee-ai/trinity-mini:free".into(),
+            fallbacks: Vec::new(),
+            system_prompt: "You are Clawhive, a helpful assistant for a team. Be concise.".into(),
+            tools: vec!["current_time".into()],
+            max_steps: None,
+            tenants: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { log_format: "text".into(), log_level: "info".into() }
+    }
+}
+
+/// Splits `provider/model` at the first slash.
+pub fn split_model(model: &str) -> Result<(&str, &str), ConfigError> {
+    match model.split_once('/') {
+        Some((p, m)) if !p.is_empty() && !m.is_empty() => Ok((p, m)),
+        _ => Err(ConfigError::Invalid(format!(
+            "model {model:?} must be written provider/model, e.g. openrouter/arcee-ai/trinity-mini:free"
+        ))),
+    }
+}
+
+impl Config {
+    /// Builds the effective config from an optional TOML document and environment pairs.
+    pub fn from_sources<I>(file: Option<&str>, env: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut doc: toml::Table = match file {
+            Some(text) => text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with("CLAWHIVE_")).collect();
+        env.sort();
+        for (var, value) in env {
+            if var == "CLAWHIVE_CONFIG" {
+                continue;
+            }
+            apply_env(&mut doc, &var, &value)?;
+        }
+        let mut cfg: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string().trim().replace('\n', " ")))?;
+        // Built-in providers stay available when the file adds its own.
+        for (name, provider) in LlmConfig::default().providers {
+            cfg.llm.providers.entry(name).or_insert(provider);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-field rules; the error is one line naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.bus.max_attempts < 1 {
+            return bad("bus.max_attempts must be at least 1".into());
+        }
+        if self.bus.ack_wait_ms < 1000 {
+            return bad("bus.ack_wait_ms must be at least 1000".into());
+        }
+        if self.bus.namespace.is_empty() || !self.bus.namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return bad("bus.namespace must be non-empty [a-z0-9_]".into());
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency must be at least 1".into());
+        }
+        if self.worker.max_steps == 0 {
+            return bad("worker.max_steps must be at least 1".into());
+        }
+        if self.gateway.max_body_bytes < 256 {
+            return bad("gateway.max_body_bytes must be at least 256".into());
+        }
+        if self.agents.is_empty() {
+            return bad("at least one [[agents]] entry is required".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.agents {
+            if !seen.insert(a.id.as_str()) {
+                return bad(format!("agent {} is defined twice", a.id));
+            }
+            for m in std::iter::once(&a.model).chain(&a.fallbacks) {
+                let (provider, _) = split_model(m)?;
+                if !self.llm.providers.contains_key(provider) {
+                    return bad(format!(
+                        "agent {}: model {m:?} names provider {provider:?}, which is not in [llm.providers]",
+                        a.id
+                    ));
+                }
+            }
+        }
+        if !self.agents.iter().any(|a| a.id.as_str() == self.gateway.default_agent) {
+            return bad(format!("gateway.default_agent {:?} is not a configured agent", self.gateway.default_agent));
+        }
+        for (i, t) in self.gateway.tokens.iter().enumerate() {
+            match (&t.token_env, &t.token_sha256) {
+                (Some(_), None) => {}
+                (None, Some(h)) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {}
+                (None, Some(_)) => return bad(format!("gateway.tokens[{i}].token_sha256 must be 64 hex characters")),
+                _ => return bad(format!("gateway.tokens[{i}] needs exactly one of token_env or token_sha256")),
+            }
+        }
+        for (name, p) in &self.llm.providers {
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return bad(format!("llm.providers.{name}.base_url must start with http:// or https://"));
+            }
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
+            return bad("telemetry.log_format must be text or json".into());
+        }
+        Ok(())
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| a.id.as_str() == id)
+    }
+
+    /// The config as TOML with anything secret-looking redacted, for `config check`.
+    pub fn redacted_toml(&self) -> String {
+        let mut cfg = self.clone();
+        for t in &mut cfg.gateway.tokens {
+            if t.token_sha256.is_some() {
+                t.token_sha256 = Some("<redacted>".into());
+            }
+        }
+        cfg.bus.nats_url = redact_url(&cfg.bus.nats_url);
+        cfg.store.redis_url = redact_url(&cfg.store.redis_url);
+        toml::to_string_pretty(&cfg).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+/// Hides the password part of `scheme://user:pass@host`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((auth, host)) = rest.rsplit_once('@')
+    {
+        let user = auth.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:<redacted>@{host}");
+    }
+    url.to_string()
+}
+
+fn apply_env(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var["CLAWHIVE_".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Env { var: var.into(), reason: "empty path segment".into() });
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut table = doc;
+    for seg in &path[..path.len() - 1] {
+        let entry = table.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError::Env { var: var.into(), reason: format!("{seg} is not a table") });
+            }
+        };
+    }
+    let leaf = path.last().expect("non-empty").clone();
+    // Strings that look like other TOML types stay strings when the file says string.
+    let value = match (table.get(&leaf), parsed) {
+        (Some(toml::Value::String(_)), v) if !v.is_str() => toml::Value::String(value.to_string()),
+        (_, v) => v,
+    };
+    table.insert(leaf, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::from_sources(None, Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let file = "[bus]\nnats_url = \"nats://file:4222\"\n[worker]\nconcurrency = 2\n";
+        let cfg = Config::from_sources(
+            Some(file),
+            env(&[("CLAWHIVE_BUS__NATS_URL", "nats://env:4222"), ("CLAWHIVE_WORKER__CONCURRENCY", "7"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.bus.nats_url, "nats://env:4222");
+        assert_eq!(cfg.worker.concurrency, 7);
+    }
+
+    #[test]
+    fn env_can_set_nested_provider() {
+        let cfg = Config::from_sources(
+            None,
+            env(&[
+                ("CLAWHIVE_LLM__PROVIDERS__LOCAL__KIND", "openai"),
+                ("CLAWHIVE_LLM__PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:1/v1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.llm.providers["local"].base_url, "http://127.0.0.1:1/v1");
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_field() {
+        let e = Config::from_sources(Some("[worker]\nconcurrency = 0\n"), Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), "invalid config: worker.concurrency must be at least 1");
+        let e = Config::from_sources(Some("[bus]\nnats_urll = \"x\"\n"), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("nats_urll"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let e = Config::from_sources(Some("[[agents]]\nid = \"a\"\nmodel = \"nope\"\n[gateway]\ndefault_agent=\"a\""), Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("provider/model"), "{e}");
+        let e = Config::from_sources(Some("[bus\n"), Vec::new()).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse(_)));
+    }
+
+    #[test]
+    fn model_split_at_first_slash() {
+        assert_eq!(split_model("openrouter/arcee-ai/trinity-mini:free").unwrap(), ("openrouter", "arcee-ai/trinity-mini:free"));
+        assert!(split_model("gpt-4o").is_err());
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        assert_eq!(redact_url("redis://u:p@h:1"), "redis://u:<redacted>@h:1");
+        assert_eq!(redact_url("nats://h:1"), "nats://h:1");
+    }
+}

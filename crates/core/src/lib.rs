@@ -1,0 +1,27 @@
+//! Clawhive's domain: identifiers, principals, sessions, chat messages, the
+//! error taxonomy and the configuration model.
+//!
+//! This crate does no I/O. Everything here is plain data and rules that every
+//! service and adapter shares:
+//!
+//! - [`ids`]: validated identifiers; tenant and agent ids are safe NATS subject tokens.
+//! - [`principal`]: who is asking (tenant, user, roles, groups).
+//! - [`session`]: session keys and metadata; who may read a session.
+//! - [`chat`]: messages, tool calls and tool specs as stored and sent to LLMs.
+//! - [`error`]: one error-code enum mapped once to HTTP, gRPC and bus decisions.
+//! - [`config`]: the configuration model, defaults, env overrides and validation.
+//! - [`token`]: hashing and constant-time comparison of API tokens.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod principal;
+pub mod session;
+pub mod token;
+pub mod time;
+
+pub use error::{ClawError, ErrorCode};
+pub use ids::{AgentId, IdError, RequestId, SessionId, TenantId, UserId};
+pub use principal::Principal;
+pub use session::{SessionKey, SessionMeta};

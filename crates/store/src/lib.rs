@@ -1,0 +1,22 @@
+//! Session state: the [`SessionStore`] port and its Redis adapter.
+//!
+//! Module map:
+//! - [`port`]: the trait services depend on, and the records it stores.
+//! - [`redis_store`]: the Redis adapter (cluster mode). Every key of one session
+//!   carries the hash tag `{tenant:session}` so the Lua scripts that touch
+//!   several of them stay in one Redis Cluster slot.
+//!
+//! Invariants the adapters keep (and the conformance tests check):
+//! - at most one holder of a session's lease at a time; each grant gets a
+//!   larger fencing token than the one before;
+//! - a turn commits only while its lease's token is still current (a worker
+//!   whose lease expired and was taken over cannot write);
+//! - a turn commits at most once per request id; a second commit returns the
+//!   reply stored by the first;
+//! - a session's history, metadata and turn record change together or not at all.
+
+pub mod port;
+pub mod redis_store;
+
+pub use port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+pub use redis_store::RedisStore;

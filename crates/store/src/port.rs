@@ -1,0 +1,99 @@
+//! The store port.
+
+use async_trait::async_trait;
+use clawhive_core::chat::{Message, Usage};
+use clawhive_core::{AgentId, ClawError, RequestId, SessionKey, SessionMeta, TenantId, UserId};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A granted session lease. `token` is the fencing token: strictly increasing
+/// per session across all grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub key: SessionKey,
+    pub holder: String,
+    pub token: u64,
+}
+
+/// The outcome of a turn, kept so a redelivered request re-sends it instead of
+/// calling the LLM again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredReply {
+    pub request_id: RequestId,
+    pub text: String,
+    #[serde(default)]
+    pub error: Option<ClawError>,
+    #[serde(default)]
+    pub usage: Usage,
+    #[serde(default)]
+    pub model: String,
+    pub completed_unix_ms: i64,
+}
+
+/// Everything one turn writes: the messages it adds to the history and its reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnRecord {
+    pub request_id: RequestId,
+    /// The user the turn ran for; becomes the owner if the session is new.
+    pub user: UserId,
+    pub agent: AgentId,
+    /// User message, assistant tool calls, tool results, final assistant message.
+    pub messages: Vec<Message>,
+    pub reply: StoredReply,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The request id was committed before; here is its reply.
+    AlreadyCommitted(StoredReply),
+    /// The lease is no longer ours: nothing was written.
+    Fenced,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Grants the lease if nobody holds it; `None` if somebody does.
+    async fn try_acquire_lease(&self, key: &SessionKey, holder: &str, ttl: Duration)
+    -> Result<Option<Lease>, StoreError>;
+
+    /// Extends a lease we still hold; `false` if it expired or was taken over.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases a lease we hold; a no-op if it is no longer ours.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Returns the session's metadata, creating it with `owner` and `agent` if it
+    /// does not exist yet (atomically: of two racing creators, one wins).
+    async fn ensure_session(&self, key: &SessionKey, owner: &UserId, agent: &AgentId)
+    -> Result<SessionMeta, StoreError>;
+
+    async fn session_meta(&self, key: &SessionKey) -> Result<Option<SessionMeta>, StoreError>;
+
+    /// The newest `limit` messages, oldest first.
+    async fn history(&self, key: &SessionKey, limit: usize) -> Result<Vec<Message>, StoreError>;
+
+    /// The reply of a turn already committed for `request_id`, if any.
+    async fn committed_turn(&self, key: &SessionKey, request_id: &RequestId)
+    -> Result<Option<StoredReply>, StoreError>;
+
+    /// Appends the turn's messages, stores its reply and updates the metadata,
+    /// atomically, if `lease` is still current and the request id is new.
+    async fn commit_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError>;
+
+    /// Sessions owned by `owner` in `tenant`, most recently updated first.
+    async fn list_sessions(&self, tenant: &TenantId, owner: &UserId) -> Result<Vec<SessionMeta>, StoreError>;
+
+    /// Clears the session's history (ownership stays). `false` if it did not exist.
+    async fn reset_session(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Whether the store is reachable now (readiness).
+    async fn health(&self) -> Result<(), StoreError>;
+}
