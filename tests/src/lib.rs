@@ -1,13 +1,15 @@
 //! Test harness shared by the crate tests, the end-to-end suite and the benchmarks.
 //!
-//! - [`servers`]: starts real `nats-server -js` and `redis-server` as child
-//!   processes on free loopback ports, and stops them on `Drop`.
+//! - [`nats_server`]: starts a real `nats-server -js` (2.10 or newer) as a child
+//!   process on a free loopback port and stops it on `Drop`.
+//! - [`redis_server`]: the same for `redis-server`.
 //! - [`fake_llm`]: a local HTTP server that speaks the OpenAI chat-completions
 //!   and Anthropic Messages protocols (streaming SSE and tool calls included),
-//!   scripted by words in the prompt so that separate worker processes see
+//!   scripted by directives in the prompt so that separate worker processes see
 //!   the same behaviour.
 //! - [`procs`]: builds and spawns the service binaries as child processes.
 
 pub mod fake_llm;
-pub mod servers;
+pub mod nats_server;
 pub mod procs;
+pub mod redis_server;

@@ -1,1 +1,331 @@
-//! Redis adapter (being written).
+//! Redis adapter of [`SessionStore`].
+//!
+//! - [`keys`]: the key layout; every key of a session carries `{tenant:session}`.
+//! - [`scripts`]: the Lua scripts that make lease grants, fenced commits and
+//!   session creation atomic.
+//! - [`codec`]: decoding replies into records; bad data is `Corrupt` naming its key.
+//! - [`errors`]: Redis failures as `StoreError`s, passwords scrubbed.
+//!
+//! The per-user session index (`{tenant}` tag, another slot) is updated with a
+//! separate, idempotent `ZADD GT` after the script that changed the session, so
+//! it may briefly lag; a redelivered commit repairs it. Needs Redis 6.2 or newer.
+
+mod codec;
+mod errors;
+mod keys;
+mod scripts;
+
+use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+use async_trait::async_trait;
+use clawhive_core::chat::Message;
+use clawhive_core::config::{StoreConfig, redact_url};
+use clawhive_core::time::now_unix_ms;
+use clawhive_core::{AgentId, RequestId, SessionId, SessionKey, SessionMeta, TenantId, UserId};
+use errors::{failed, scrub};
+use keys::{KeyLayout, META_FIELDS};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cmd;
+use scripts::{Scripts, millis};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound on [`RedisStore::connect`], retries included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on one command; a script that runs longer is a Redis in trouble.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sessions, leases and turn records in Redis, over one auto-reconnecting
+/// multiplexed connection. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    con: ConnectionManager,
+    keys: KeyLayout,
+    scripts: Arc<Scripts>,
+    turn_ttl_secs: u64,
+    /// The URL with its password redacted, for errors and `Debug`.
+    url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("url", &self.url).field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `cfg.redis_url`; fails (within ~10 s) if Redis does not answer.
+    pub async fn connect(cfg: &StoreConfig) -> Result<RedisStore, StoreError> {
+        let url = redact_url(&cfg.redis_url);
+        let fail = |reason: String| {
+            StoreError::Unavailable(scrub(format!("cannot connect to Redis at {url}: {reason}"), &cfg.redis_url))
+        };
+        let keys = KeyLayout::new(&cfg.key_prefix).ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "store.key_prefix {:?} must not contain '{{' or '}}': it would move the Redis Cluster hash tag",
+                cfg.key_prefix
+            ))
+        })?;
+        let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| fail(format!("invalid URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let con = tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(RedisStore {
+            con,
+            keys,
+            scripts: Arc::new(Scripts::new()),
+            turn_ttl_secs: cfg.turn_record_ttl_secs.max(1),
+            url,
+        })
+    }
+
+    /// Adds (or moves up) `session` in `owner`'s index; never lowers its score.
+    async fn index(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        session: &SessionId,
+        updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Ok(owner) = UserId::new(owner) else {
+            // The meta vanished between the script and now, or is corrupt; nothing to index.
+            return Ok(());
+        };
+        cmd("ZADD")
+            .arg(self.keys.user_sessions(tenant, &owner))
+            .arg("GT")
+            .arg(updated_ms)
+            .arg(session.as_str())
+            .exec_async(&mut self.con.clone())
+            .await
+            .map_err(failed("ZADD session index"))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn try_acquire_lease(
+        &self,
+        key: &SessionKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let k = self.keys.session(key);
+        let token: Option<u64> = self
+            .scripts
+            .acquire
+            .key(k.lease())
+            .key(k.fence())
+            .arg(millis(ttl))
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("acquire lease"))?;
+        Ok(token.map(|token| Lease { key: key.clone(), holder: holder.to_string(), token }))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let k = self.keys.session(&lease.key);
+        let renewed: i64 = self
+            .scripts
+            .renew
+            .key(k.lease())
+            .arg(lease.token)
+            .arg(millis(ttl))
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("renew lease"))?;
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let k = self.keys.session(&lease.key);
+        self.scripts
+            .release
+            .key(k.lease())
+            .arg(lease.token)
+            .invoke_async::<i64>(&mut self.con.clone())
+            .await
+            .map(drop)
+            .map_err(failed("release lease"))
+    }
+
+    async fn ensure_session(
+        &self,
+        key: &SessionKey,
+        owner: &UserId,
+        agent: &AgentId,
+    ) -> Result<SessionMeta, StoreError> {
+        let meta_key = self.keys.session(key).meta();
+        let fields: Vec<Option<String>> = self
+            .scripts
+            .ensure
+            .key(&meta_key)
+            .arg(owner.as_str())
+            .arg(agent.as_str())
+            .arg(now_unix_ms())
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("ensure session"))?;
+        let meta = codec::meta(key, &meta_key, fields)?
+            .ok_or_else(|| codec::corrupt(&meta_key, "missing right after creation"))?;
+        self.index(&key.tenant, meta.owner.as_str(), &key.session, meta.updated_unix_ms).await?;
+        Ok(meta)
+    }
+
+    async fn session_meta(&self, key: &SessionKey) -> Result<Option<SessionMeta>, StoreError> {
+        let meta_key = self.keys.session(key).meta();
+        let fields: Vec<Option<String>> = cmd("HMGET")
+            .arg(&meta_key)
+            .arg(&META_FIELDS)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("HMGET meta"))?;
+        codec::meta(key, &meta_key, fields)
+    }
+
+    async fn history(&self, key: &SessionKey, limit: usize) -> Result<Vec<Message>, StoreError> {
+        if limit == 0 {
+            // LRANGE -0 -1 would be the whole list.
+            return Ok(Vec::new());
+        }
+        let history_key = self.keys.session(key).history();
+        let start = -i64::try_from(limit).unwrap_or(i64::MAX);
+        let entries: Vec<String> = cmd("LRANGE")
+            .arg(&history_key)
+            .arg(start)
+            .arg(-1)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("LRANGE history"))?;
+        entries.iter().enumerate().map(|(i, json)| codec::message(&history_key, i, json)).collect()
+    }
+
+    async fn committed_turn(
+        &self,
+        key: &SessionKey,
+        request_id: &RequestId,
+    ) -> Result<Option<StoredReply>, StoreError> {
+        let turn_key = self.keys.session(key).turn(request_id);
+        let json: Option<String> =
+            cmd("GET").arg(&turn_key).query_async(&mut self.con.clone()).await.map_err(failed("GET turn record"))?;
+        json.map(|json| codec::reply(&turn_key, &json)).transpose()
+    }
+
+    async fn commit_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError> {
+        let k = self.keys.session(&lease.key);
+        let turn_key = k.turn(&turn.request_id);
+        let encode = |what: &str, e: serde_json::Error| codec::corrupt(&turn_key, format!("cannot encode {what}: {e}"));
+        let reply = serde_json::to_string(&turn.reply).map_err(|e| encode("the reply", e))?;
+        let messages = turn
+            .messages
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| encode("a message", e))?;
+        let mut call = self.scripts.commit.key(k.lease());
+        call.key(&turn_key).key(k.history()).key(k.meta());
+        call.arg(lease.token)
+            .arg(reply)
+            .arg(self.turn_ttl_secs)
+            .arg(turn.user.as_str())
+            .arg(turn.agent.as_str())
+            .arg(now_unix_ms())
+            .arg(messages);
+        let result: Vec<String> = call.invoke_async(&mut self.con.clone()).await.map_err(failed("commit turn"))?;
+        let result: Vec<&str> = result.iter().map(String::as_str).collect();
+        let (outcome, owner, updated) = match result.as_slice() {
+            ["fenced"] => {
+                tracing::debug!(session = %lease.key, token = lease.token, "Commit refused: the lease was taken over.");
+                return Ok(CommitOutcome::Fenced);
+            }
+            ["dup", reply, owner, updated] => {
+                (CommitOutcome::AlreadyCommitted(codec::reply(&turn_key, reply)?), *owner, *updated)
+            }
+            ["ok", owner, updated] => (CommitOutcome::Committed, *owner, *updated),
+            ["corrupt", reason] => return Err(StoreError::Corrupt((*reason).to_string())),
+            other => return Err(codec::corrupt(&turn_key, format!("unexpected commit script reply {other:?}"))),
+        };
+        let updated =
+            updated.parse().map_err(|e| codec::corrupt(&k.meta(), format!("updated_unix_ms {updated:?}: {e}")))?;
+        // The turn is durable now; a failed index update must not turn it into an error
+        // the caller would retry. The next commit or ensure_session repairs the index.
+        if let Err(e) = self.index(&lease.key.tenant, owner, &lease.key.session, updated).await {
+            tracing::warn!(session = %lease.key, error = %e, "Turn committed but the session index was not updated.");
+        }
+        Ok(outcome)
+    }
+
+    async fn list_sessions(&self, tenant: &TenantId, owner: &UserId) -> Result<Vec<SessionMeta>, StoreError> {
+        let index_key = self.keys.user_sessions(tenant, owner);
+        let ids: Vec<String> = cmd("ZREVRANGE")
+            .arg(&index_key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("ZREVRANGE session index"))?;
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            match SessionId::new(id.as_str()) {
+                Ok(session) => keys.push(SessionKey::new(tenant.clone(), session)),
+                Err(e) => {
+                    tracing::warn!(key = %index_key, id, error = %e, "Skipping an invalid session id in the index.")
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HMGET").arg(self.keys.session(key).meta()).arg(&META_FIELDS);
+        }
+        let all: Vec<Vec<Option<String>>> =
+            pipe.query_async(&mut self.con.clone()).await.map_err(failed("HMGET metas"))?;
+        let mut sessions = Vec::with_capacity(keys.len());
+        for (key, fields) in keys.iter().zip(all) {
+            if let Some(meta) = codec::meta(key, &self.keys.session(key).meta(), fields)?
+                && meta.owner == *owner
+            {
+                sessions.push(meta);
+            }
+        }
+        // The index score can lag the meta if an index update failed after a commit.
+        sessions.sort_by_key(|m| std::cmp::Reverse(m.updated_unix_ms));
+        Ok(sessions)
+    }
+
+    async fn reset_session(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let k = self.keys.session(key);
+        let existed: i64 = self
+            .scripts
+            .reset
+            .key(k.meta())
+            .key(k.history())
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("reset session"))?;
+        Ok(existed == 1)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let (ping, mut con) = (cmd("PING"), self.con.clone());
+        match tokio::time::timeout(HEALTH_TIMEOUT, ping.query_async::<String>(&mut con)).await {
+            Ok(Ok(pong)) if pong == "PONG" => Ok(()),
+            Ok(Ok(other)) => {
+                Err(StoreError::Unavailable(format!("Redis at {} answered PING with {other:?}", self.url)))
+            }
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("Redis at {} failed PING: {e}", self.url))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Redis at {} did not answer PING within {HEALTH_TIMEOUT:?}",
+                self.url
+            ))),
+        }
+    }
+}

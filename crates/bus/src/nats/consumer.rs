@@ -1,0 +1,298 @@
+//! Durable pull consumers.
+//!
+//! Each member pulls one message at a time, and only while its owner waits in
+//! [`Consumer::next`], so a busy member never sits on messages an idle one
+//! could take, and `ack_wait` starts when the work does.
+//!
+//! The member outlives transient trouble: a missed heartbeat, a failed pull or
+//! a consumer deleted behind our back is logged, and the member re-binds
+//! (create-or-update of the durable, re-creating the stream if it vanished)
+//! with a growing pause. It ends only when the connection is closed.
+
+use super::{Shared, headers, topology};
+use crate::port::{Acker, BusError, BusMessage, Consumer, ConsumerSpec, Delivery};
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one pull request stays open on the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// The server's idle heartbeat on an open pull; two missed ones mean trouble.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const MIN_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+pub(super) struct NatsConsumer {
+    shared: Arc<Shared>,
+    spec: ConsumerSpec,
+    stream: String,
+    /// `None` after trouble, until the next successful re-bind.
+    messages: Option<pull::Stream>,
+    pause: Duration,
+}
+
+impl NatsConsumer {
+    /// Creates or updates the durable and starts pulling. Errors here are the
+    /// caller's to see (a bad spec, a missing stream that cannot be created).
+    pub(super) async fn join(shared: Arc<Shared>, spec: ConsumerSpec) -> Result<NatsConsumer, BusError> {
+        validate(&spec)?;
+        let stream = shared.subjects.stream_name(spec.stream);
+        // The server accepts any filter; one outside the stream would just never deliver.
+        let captured = shared.subjects.stream_subjects(spec.stream);
+        if !within(&spec.filter_subject, &captured) {
+            return Err(BusError::Consume(format!(
+                "consumer {}: filter {} is outside stream {stream}, which captures {captured}",
+                spec.durable, spec.filter_subject
+            )));
+        }
+        let mut consumer = NatsConsumer { shared, spec, stream, messages: None, pause: MIN_PAUSE };
+        consumer.messages = Some(consumer.open().await?);
+        Ok(consumer)
+    }
+
+    fn config(&self) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.spec.durable.clone()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.spec.ack_wait,
+            max_deliver: self.spec.max_deliver,
+            max_ack_pending: self.spec.max_ack_pending,
+            filter_subject: self.spec.filter_subject.clone(),
+            ..Default::default()
+        }
+    }
+
+    async fn bind(&self) -> Result<PullConsumer, BusError> {
+        let js = &self.shared.js;
+        match js.create_consumer_on_stream(self.config(), &self.stream).await {
+            Ok(consumer) => Ok(consumer),
+            Err(e) if stream_missing(&e) => {
+                tracing::warn!(stream = %self.stream, "The stream is missing; creating it.");
+                topology::ensure_stream(&self.shared, self.spec.stream).await?;
+                js.create_consumer_on_stream(self.config(), &self.stream).await.map_err(|e| self.error(&e))
+            }
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    async fn open(&self) -> Result<pull::Stream, BusError> {
+        let consumer = self.bind().await?;
+        consumer
+            .stream()
+            .max_messages_per_batch(1)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, e: &dyn std::fmt::Display) -> BusError {
+        BusError::Consume(format!(
+            "consumer {} on stream {} ({}) at {}: {e}",
+            self.spec.durable, self.stream, self.spec.filter_subject, self.shared.url
+        ))
+    }
+
+    /// Waits before the next re-bind, longer each time in a row.
+    async fn back_off(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(MAX_PAUSE);
+    }
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        loop {
+            if self.shared.is_closed() {
+                self.messages = None;
+                return None;
+            }
+            let Some(messages) = self.messages.as_mut() else {
+                match self.open().await {
+                    Ok(messages) => {
+                        tracing::info!(consumer = %self.spec.durable, stream = %self.stream, "Consumer resumed.");
+                        self.messages = Some(messages);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Cannot re-bind the consumer yet; retrying.");
+                        self.back_off().await;
+                    }
+                }
+                continue;
+            };
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    self.pause = MIN_PAUSE;
+                    return Some(Ok(delivery(message)));
+                }
+                Some(Err(e)) => {
+                    let quiet = matches!(e.kind(), MessagesErrorKind::MissingHeartbeat)
+                        && self.shared.client.connection_state() != async_nats::connection::State::Connected;
+                    if quiet {
+                        tracing::debug!(consumer = %self.spec.durable, error = %e, "Consumer lost its pull while disconnected.");
+                    } else {
+                        tracing::warn!(consumer = %self.spec.durable, stream = %self.stream, error = %e, "Consumer trouble; re-binding.");
+                    }
+                    self.messages = None;
+                    self.back_off().await;
+                }
+                None => {
+                    self.messages = None;
+                    if !self.shared.is_closed() {
+                        tracing::warn!(consumer = %self.spec.durable, "Consumer's message stream ended; re-binding.");
+                        self.back_off().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn delivery(message: async_nats::jetstream::Message) -> Delivery {
+    let attempt = match message.info() {
+        Ok(info) => u64::try_from(info.delivered).unwrap_or(1).max(1),
+        Err(e) => {
+            tracing::warn!(subject = %message.subject, error = %e, "A delivery has no JetStream metadata; counting it as the first attempt.");
+            1
+        }
+    };
+    let (message, acker) = message.split();
+    Delivery {
+        message: BusMessage {
+            subject: message.subject.to_string(),
+            headers: headers::from_nats(message.headers.as_ref()),
+            payload: message.payload,
+        },
+        attempt,
+        acker: Arc::new(NatsAcker { inner: acker }),
+    }
+}
+
+fn stream_missing(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    matches!(e.kind(), ConsumerErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Whether `filter` only matches subjects of `captured`, a `prefix.>` pattern.
+fn within(filter: &str, captured: &str) -> bool {
+    let prefix = captured.strip_suffix('>').unwrap_or(captured);
+    filter.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.split('.').all(|t| !t.is_empty()))
+}
+
+fn validate(spec: &ConsumerSpec) -> Result<(), BusError> {
+    let bad = |m: String| Err(BusError::Consume(m));
+    let d = &spec.durable;
+    if d.is_empty()
+        || d.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return bad(format!("durable name {d:?} must be non-empty without whitespace, '.', '*', '>', '/' or '\\'"));
+    }
+    if spec.filter_subject.is_empty() {
+        return bad(format!("consumer {d}: filter_subject is empty"));
+    }
+    if spec.ack_wait.is_zero() {
+        return bad(format!("consumer {d}: ack_wait must be positive"));
+    }
+    if spec.max_deliver == 0 || spec.max_deliver < -1 {
+        return bad(format!("consumer {d}: max_deliver must be at least 1, or -1 for unbounded"));
+    }
+    if spec.max_ack_pending == 0 || spec.max_ack_pending < -1 {
+        return bad(format!("consumer {d}: max_ack_pending must be at least 1, or -1 for unbounded"));
+    }
+    Ok(())
+}
+
+/// Every ack kind waits for the server's confirmation, so `Ok` means the
+/// server has it (an ack after the turn is committed must not get lost).
+struct NatsAcker {
+    inner: async_nats::jetstream::message::Acker,
+}
+
+impl NatsAcker {
+    async fn send(&self, kind: AckKind) -> Result<(), BusError> {
+        self.inner.double_ack_with(kind).await.map_err(|e| BusError::Ack(format!("{}: {e}", label(kind))))
+    }
+}
+
+fn label(kind: AckKind) -> &'static str {
+    match kind {
+        AckKind::Ack => "ack",
+        AckKind::Nak(_) => "nak",
+        AckKind::Progress => "in-progress",
+        AckKind::Next => "ack-next",
+        AckKind::Term => "term",
+    }
+}
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.send(AckKind::Ack).await
+    }
+
+    async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
+        self.send(AckKind::Nak(delay)).await
+    }
+
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.send(AckKind::Progress).await
+    }
+
+    async fn term(&self) -> Result<(), BusError> {
+        self.send(AckKind::Term).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::StreamKind;
+
+    fn spec() -> ConsumerSpec {
+        ConsumerSpec {
+            stream: StreamKind::Requests,
+            durable: "workers".into(),
+            filter_subject: "clawhive.req.>".into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 4,
+            max_ack_pending: 64,
+        }
+    }
+
+    #[test]
+    fn filters_must_stay_inside_the_stream() {
+        assert!(within("ns.req.>", "ns.req.>"));
+        assert!(within("ns.req.acme.*", "ns.req.>"));
+        assert!(within("ns.req.acme.default", "ns.req.>"));
+        assert!(!within("ns.req", "ns.req.>"));
+        assert!(!within("ns.req.", "ns.req.>"));
+        assert!(!within("ns.req..x", "ns.req.>"));
+        assert!(!within("ns.reply.>", "ns.req.>"));
+        assert!(!within("*.req.>", "ns.req.>"));
+        assert!(!within(">", "ns.req.>"));
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        validate(&spec()).unwrap();
+        validate(&ConsumerSpec { max_deliver: -1, max_ack_pending: -1, ..spec() }).unwrap();
+        for bad in [
+            ConsumerSpec { durable: "a.b".into(), ..spec() },
+            ConsumerSpec { durable: String::new(), ..spec() },
+            ConsumerSpec { filter_subject: String::new(), ..spec() },
+            ConsumerSpec { ack_wait: Duration::ZERO, ..spec() },
+            ConsumerSpec { max_deliver: 0, ..spec() },
+            ConsumerSpec { max_ack_pending: -2, ..spec() },
+        ] {
+            assert!(matches!(validate(&bad), Err(BusError::Consume(_))), "{bad:?} passed");
+        }
+    }
+}
