@@ -1,0 +1,39 @@
+//! `clawhive-agent-worker`: config, telemetry, `run`, wait.
+
+use std::path::PathBuf;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config_path: Option<PathBuf> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" | "-c" => config_path = args.next().map(PathBuf::from),
+            "--help" | "-h" => {
+                println!("usage: clawhive-agent-worker [--config FILE]  (or CLAWHIVE_CONFIG; CLAWHIVE_* env overrides)");
+                return std::process::ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("clawhive-agent-worker: unknown argument {other:?}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    clawhive_telemetry::install_crypto_provider();
+    let cfg = match clawhive_telemetry::load_config(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("clawhive-agent-worker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    clawhive_telemetry::init_tracing(&cfg.telemetry, "agent-worker");
+    let shutdown = clawhive_telemetry::shutdown::on_signal();
+    match clawhive_agent_worker::run(cfg, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clawhive-agent-worker: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Binding, serving and graceful shutdown of both listeners.
+
+use crate::auth::Authenticator;
+use crate::fanin::FanIn;
+use crate::grpc::AssistantService;
+use crate::state::Gateway;
+use axum::serve::ListenerExt;
+use clawhive_bus::envelope::Envelopes;
+use clawhive_bus::nats::NatsBus;
+use clawhive_bus::{Bus, BusError, Subjects};
+use clawhive_core::config::Config;
+use clawhive_proto::v1::assistant_server::AssistantServer;
+use clawhive_store::{RedisStore, SessionStore, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight calls may run on after shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// The adapters the gateway runs on.
+pub struct Deps {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn SessionStore>,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub instance_id: String,
+    task: JoinHandle<Result<(), GatewayError>>,
+}
+
+impl GatewayHandle {
+    /// Waits until both servers have stopped (after the shutdown token is cancelled).
+    pub async fn wait(self) -> Result<(), GatewayError> {
+        self.task.await.map_err(|e| GatewayError::Serve(format!("gateway task failed: {e}")))?
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr).await.map_err(|e| GatewayError::Bind { addr: addr.to_string(), reason: e.to_string() })
+}
+
+/// Binds both listeners, subscribes to this instance's reply and delta
+/// subjects, and serves until `shutdown` is cancelled; then stops accepting
+/// and lets in-flight calls finish for up to 10 s.
+pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<GatewayHandle, GatewayError> {
+    let auth = Authenticator::from_config(&cfg.gateway)?;
+    let instance_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
+    let subjects = Subjects::new(&cfg.bus.namespace);
+    let grpc_listener = bind(&cfg.gateway.grpc_addr).await?;
+    let http_listener = bind(&cfg.gateway.http_addr).await?;
+    let addr_of = |l: &TcpListener, addr: &str| {
+        l.local_addr().map_err(|e| GatewayError::Bind { addr: addr.to_string(), reason: e.to_string() })
+    };
+    let grpc_addr = addr_of(&grpc_listener, &cfg.gateway.grpc_addr)?;
+    let http_addr = addr_of(&http_listener, &cfg.gateway.http_addr)?;
+
+    let fanin = FanIn::default();
+    let fanin_task = fanin.spawn(&deps.bus, &subjects, &instance_id).await?;
+    let gw = Arc::new(Gateway {
+        cfg: cfg.clone(),
+        instance_id: instance_id.clone(),
+        auth,
+        envelopes: Envelopes::new(deps.bus.clone(), subjects),
+        bus: deps.bus,
+        store: deps.store,
+        fanin,
+    });
+
+    // gRPC: the API, health, reflection.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AssistantServer<AssistantService>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(clawhive_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| GatewayError::Serve(format!("gRPC reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(clawhive_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| GatewayError::Serve(format!("gRPC reflection: {e}")))?;
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let grpc_shutdown = shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AssistantServer::new(AssistantService::new(gw.clone())))
+        .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned());
+
+    // HTTP.
+    let app = crate::http::router(gw.clone());
+    let listener = http_listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY on an HTTP connection.");
+        }
+    });
+    let http_shutdown = shutdown.clone();
+    let http = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
+
+    tracing::info!(%grpc_addr, %http_addr, instance_id = %instance_id, "Gateway listening.");
+    let task = tokio::spawn(async move {
+        let grpc = tokio::spawn(grpc);
+        let http = tokio::spawn(async move { http.await });
+        shutdown.cancelled().await;
+        tracing::info!(pending = gw.fanin.pending(), "Gateway shutting down; finishing calls in flight.");
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let (g, h) = tokio::join!(grpc, http);
+            (g, h)
+        })
+        .await;
+        fanin_task.abort();
+        match drained {
+            Ok((g, h)) => {
+                g.map_err(|e| GatewayError::Serve(format!("gRPC server task: {e}")))?
+                    .map_err(|e| GatewayError::Serve(format!("gRPC server: {e}")))?;
+                h.map_err(|e| GatewayError::Serve(format!("HTTP server task: {e}")))?
+                    .map_err(|e| GatewayError::Serve(format!("HTTP server: {e}")))?;
+                tracing::info!("Gateway stopped.");
+            }
+            Err(_) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "Calls still in flight after the grace period; dropping them."),
+        }
+        Ok(())
+    });
+    Ok(GatewayHandle { grpc_addr, http_addr, instance_id, task })
+}
+
+/// Connects NATS and Redis from `cfg`, sets up the streams, serves until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let bus = NatsBus::connect(&cfg.bus).await?;
+    bus.ensure_topology().await?;
+    let store = RedisStore::connect(&cfg.store).await?;
+    let handle = start(&cfg, Deps { bus: Arc::new(bus), store: Arc::new(store) }, shutdown).await?;
+    handle.wait().await
+}

@@ -1,0 +1,226 @@
+//! A whole cluster on loopback: real nats-server and redis-server, the real
+//! gateway (in this process) and real agent-worker processes, and a fake LLM.
+
+#![allow(dead_code)]
+
+use clawhive_bus::nats::NatsBus;
+use clawhive_core::config::Config;
+use clawhive_proto::v1 as pb;
+use clawhive_proto::v1::assistant_client::AssistantClient;
+use clawhive_store::RedisStore;
+use clawhive_tests::fake_llm::FakeLlm;
+use clawhive_tests::nats_server::NatsServer;
+use clawhive_tests::procs::{ServiceProcess, binary};
+use clawhive_tests::redis_server::RedisServer;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const ALICE: &str = "alice-token";
+pub const BOB: &str = "bob-token";
+
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub redis: RedisServer,
+    pub llm: FakeLlm,
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub gateway: clawhive_gateway::GatewayHandle,
+    pub workers: Vec<ServiceProcess>,
+    pub bus: Arc<NatsBus>,
+    shutdown: CancellationToken,
+}
+
+impl Cluster {
+    /// Starts everything with `workers` worker processes.
+    pub async fn start(workers: usize) -> Cluster {
+        clawhive_telemetry::install_crypto_provider();
+        let nats = NatsServer::start().expect("nats-server");
+        let redis = RedisServer::start().expect("redis-server");
+        let llm = FakeLlm::start().await;
+        let toml = format!(
+            r#"
+[bus]
+nats_url = "{nats}"
+ack_wait_ms = 2000
+max_attempts = 3
+
+[store]
+redis_url = "{redis}"
+
+[worker]
+concurrency = 8
+lease_ttl_ms = 3000
+lease_wait_ms = 15000
+drain_timeout_ms = 5000
+
+[gateway]
+grpc_addr = "127.0.0.1:0"
+http_addr = "127.0.0.1:0"
+default_timeout_ms = 20000
+max_body_bytes = 4096
+
+[[gateway.tokens]]
+token_sha256 = "{alice}"
+tenant = "acme"
+user = "alice"
+
+[[gateway.tokens]]
+token_sha256 = "{bob}"
+tenant = "acme"
+user = "bob"
+
+[[gateway.tokens]]
+token_sha256 = "{carol}"
+tenant = "globex"
+user = "carol"
+
+[llm.providers.fake]
+kind = "openai"
+base_url = "{openai}"
+initial_backoff_ms = 50
+
+[llm.providers.fakeanthropic]
+kind = "anthropic"
+base_url = "{anthropic}"
+api_key_env = "FAKE_ANTHROPIC_KEY"
+initial_backoff_ms = 50
+
+[[agents]]
+id = "default"
+model = "fake/echo-model"
+tools = ["current_time"]
+system_prompt = "You are a test agent."
+
+[[agents]]
+id = "claude"
+model = "fakeanthropic/claude-test"
+tools = ["current_time"]
+"#,
+            nats = nats.url(),
+            redis = redis.url(),
+            alice = clawhive_core::token::hash_token(ALICE),
+            bob = clawhive_core::token::hash_token(BOB),
+            carol = clawhive_core::token::hash_token("carol-token"),
+            openai = llm.openai_base_url(),
+            anthropic = llm.anthropic_base_url(),
+        );
+        let config_path = std::env::temp_dir().join(format!(
+            "clawhive-e2e-{}-{}.toml",
+            std::process::id(),
+            nats.port()
+        ));
+        std::fs::write(&config_path, &toml).unwrap();
+        let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
+        let bus = Arc::new(NatsBus::connect(&config.bus).await.expect("bus"));
+        clawhive_bus::Bus::ensure_topology(bus.as_ref()).await.expect("topology");
+        let store = Arc::new(RedisStore::connect(&config.store).await.expect("store"));
+        let shutdown = CancellationToken::new();
+        let gateway = clawhive_gateway::start(
+            &config,
+            clawhive_gateway::Deps { bus: bus.clone(), store },
+            shutdown.clone(),
+        )
+        .await
+        .expect("gateway");
+        let mut cluster = Cluster { nats, redis, llm, config_path, config, gateway, workers: Vec::new(), bus, shutdown };
+        for _ in 0..workers {
+            cluster.spawn_worker().await;
+        }
+        cluster
+    }
+
+    pub async fn spawn_worker(&mut self) -> usize {
+        let bin = tokio::task::spawn_blocking(|| binary("clawhive-agent-worker", "clawhive-agent-worker"))
+            .await
+            .unwrap()
+            .expect("worker binary");
+        let p = ServiceProcess::spawn(
+            &bin,
+            &["--config", self.config_path.to_str().unwrap()],
+            &[("FAKE_ANTHROPIC_KEY", "test-anthropic-key".to_string())],
+        )
+        .expect("spawn worker");
+        p.wait_for_log("agent worker started", Duration::from_secs(20)).await.expect("worker ready");
+        self.workers.push(p);
+        self.workers.len() - 1
+    }
+
+    pub async fn grpc(&self) -> AssistantClient<Channel> {
+        let ch = Channel::from_shared(format!("http://{}", self.gateway.grpc_addr)).unwrap().connect().await.unwrap();
+        AssistantClient::new(ch)
+    }
+
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.gateway.http_addr)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Runs one gRPC chat and returns (deltas, final) or the status.
+pub async fn chat(
+    client: &mut AssistantClient<Channel>,
+    token: &str,
+    session: &str,
+    text: &str,
+    agent: &str,
+    timeout_ms: u32,
+) -> Result<(Vec<String>, pb::ChatFinal), tonic::Status> {
+    let req = pb::ChatRequest {
+        session_id: session.into(),
+        text: text.into(),
+        agent_id: agent.into(),
+        idempotency_key: String::new(),
+        timeout_ms,
+    };
+    let mut stream = client.chat(authed(req, token)).await?.into_inner();
+    let mut deltas = Vec::new();
+    let mut fin = None;
+    while let Some(ev) = stream.message().await? {
+        match ev.event {
+            Some(pb::chat_event::Event::Delta(d)) => deltas.push(d.text),
+            Some(pb::chat_event::Event::Final(f)) => fin = Some(f),
+            None => {}
+        }
+    }
+    Ok((deltas, fin.expect("stream ended with a final event")))
+}
+
+/// Counts final replies for `request_id` seen on the reply stream (durable).
+pub async fn count_stored_replies(bus: &NatsBus, request_id: &str) -> usize {
+    use clawhive_bus::{Bus, ConsumerSpec, StreamKind};
+    let mut consumer = bus
+        .consume(ConsumerSpec {
+            stream: StreamKind::Replies,
+            durable: format!("count-{}", request_id.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+            filter_subject: "clawhive.reply.>".into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 1,
+            max_ack_pending: 1000,
+        })
+        .await
+        .unwrap();
+    let mut n = 0;
+    while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(800), consumer.next()).await {
+        let reply = clawhive_bus::envelope::decode_reply(&d.message.payload).unwrap();
+        if reply.request_id == request_id {
+            n += 1;
+        }
+        let _ = d.acker.ack().await;
+    }
+    n
+}
