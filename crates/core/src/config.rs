@@ -326,7 +326,10 @@ impl Config {
         let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with("CLAWHIVE_")).collect();
         env.sort();
         for (var, value) in env {
-            if var == "CLAWHIVE_CONFIG" {
+            // Only variables naming a config section are overrides; the rest
+            // (CLAWHIVE_CONFIG, CLAWHIVE_TOKEN, CLAWHIVE_MODEL, …) belong to the CLI.
+            let section = var["CLAWHIVE_".len()..].split("__").next().unwrap_or("").to_ascii_lowercase();
+            if !SECTIONS.contains(&section.as_str()) || !var.contains("__") {
                 continue;
             }
             apply_env(&mut doc, &var, &value)?;
@@ -432,6 +435,9 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// Top-level config sections that `CLAWHIVE_<SECTION>__…` variables may set.
+const SECTIONS: &[&str] = &["bus", "store", "gateway", "worker", "llm", "telemetry"];
+
 fn apply_env(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = var["CLAWHIVE_".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
     if path.iter().any(|p| p.is_empty()) {
@@ -480,7 +486,7 @@ mod tests {
         let file = "[bus]\nnats_url = \"nats://file:4222\"\n[worker]\nconcurrency = 2\n";
         let cfg = Config::from_sources(
             Some(file),
-            env(&[("CLAWHIVE_BUS__NATS_URL", "nats://env:4222"), ("CLAWHIVE_WORKER__CONCURRENCY", "7"), ("OTHER", "x")]),
+            env(&[("CLAWHIVE_BUS__NATS_URL", "nats://env:4222"), ("CLAWHIVE_WORKER__CONCURRENCY", "7"), ("OTHER", "x"), ("CLAWHIVE_TOKEN", "t"), ("CLAWHIVE_MODEL", "a/b")]),
         )
         .unwrap();
         assert_eq!(cfg.bus.nats_url, "nats://env:4222");

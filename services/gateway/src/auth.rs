@@ -54,13 +54,9 @@ impl Authenticator {
             ClawError::unauthenticated("missing credentials: send the header `Authorization: Bearer <token>`")
         })?;
         let token = match header.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                token.trim()
-            }
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
             _ => {
-                return Err(ClawError::unauthenticated(
-                    "malformed Authorization header: expected `Bearer <token>`",
-                ));
+                return Err(ClawError::unauthenticated("malformed Authorization header: expected `Bearer <token>`"));
             }
         };
         // Check every entry, so the time taken does not reveal which one matched.

@@ -81,12 +81,19 @@ impl FanIn {
             Some(tx) => {
                 let _ = tx.send(Incoming::Final(reply));
             }
-            None => tracing::debug!(%call_id, request_id = %reply.request_id, "Ignoring a reply for a call not waiting here."),
+            None => {
+                tracing::debug!(%call_id, request_id = %reply.request_id, "Ignoring a reply for a call not waiting here.")
+            }
         }
     }
 
     /// Subscribes to both subjects (before returning) and spawns the routing task.
-    pub async fn spawn(&self, bus: &Arc<dyn Bus>, subjects: &Subjects, instance_id: &str) -> Result<JoinHandle<()>, BusError> {
+    pub async fn spawn(
+        &self,
+        bus: &Arc<dyn Bus>,
+        subjects: &Subjects,
+        instance_id: &str,
+    ) -> Result<JoinHandle<()>, BusError> {
         let reply_subject = subjects.gateway_reply(instance_id);
         let delta_subject = subjects.gateway_delta(instance_id);
         let mut replies = bus.subscribe(&reply_subject).await?;

@@ -83,7 +83,10 @@ impl Assistant for AssistantService {
         self.gw.list_sessions(&who).await.map(Response::new).map_err(|e| status_of(&e))
     }
 
-    async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
+    async fn get_session(
+        &self,
+        req: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let who = self.principal(&req)?;
         self.gw.get_session(&who, &req.get_ref().session_id).await.map(Response::new).map_err(|e| status_of(&e))
     }

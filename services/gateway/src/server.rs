@@ -141,7 +141,9 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
                     .map_err(|e| GatewayError::Serve(format!("HTTP server: {e}")))?;
                 tracing::info!("Gateway stopped.");
             }
-            Err(_) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "Calls still in flight after the grace period; dropping them."),
+            Err(_) => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "Calls still in flight after the grace period; dropping them.")
+            }
         }
         Ok(())
     });

@@ -122,7 +122,8 @@ async fn sessions_list_get_reset_are_per_user() {
     let theirs = c.list_sessions(authed(pb::ListSessionsRequest {}, TOKEN_B)).await.unwrap().into_inner();
     assert!(theirs.sessions.is_empty());
 
-    let got = c.get_session(authed(pb::GetSessionRequest { session_id: "g4".into() }, TOKEN_A)).await.unwrap().into_inner();
+    let got =
+        c.get_session(authed(pb::GetSessionRequest { session_id: "g4".into() }, TOKEN_A)).await.unwrap().into_inner();
     assert_eq!(got.session.unwrap().session_id, "g4");
     let e = c.get_session(authed(pb::GetSessionRequest { session_id: "g4".into() }, TOKEN_B)).await.unwrap_err();
     assert_eq!((e.code(), e.message()), (Code::NotFound, "session g4 not found"));

@@ -5,9 +5,9 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 #[tokio::test]
 async fn healthz_and_readyz_report_json_and_readyz_fails_without_nats() {
@@ -18,10 +18,7 @@ async fn healthz_and_readyz_report_json_and_readyz_fails_without_nats() {
 
     let resp = env.http.get(env.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap(),
-        json!({"status": "ready", "checks": {"bus": "ok", "store": "ok"}})
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ready", "checks": {"bus": "ok", "store": "ok"}}));
 
     env.nats.stop();
     let deadline = Instant::now() + WAIT;

@@ -127,12 +127,8 @@ async fn error_reply_maps_to_its_http_status() {
         (pb::ErrorCode::ResourceExhausted, 429, "resource_exhausted"),
         (pb::ErrorCode::Unavailable, 503, "unavailable"),
     ] {
-        let call = env
-            .http
-            .post(env.url("/v1/sessions/s4/messages"))
-            .bearer_auth(TOKEN_A)
-            .json(&json!({"text": "go"}))
-            .send();
+        let call =
+            env.http.post(env.url("/v1/sessions/s4/messages")).bearer_auth(TOKEN_A).json(&json!({"text": "go"})).send();
         let call = tokio::spawn(call);
         let (req, d) = next_request(&mut worker).await;
         answer(&env, &req, &d, &[], Some(pb::Error { code: code as i32, message: "budget spent".into() })).await;
@@ -174,7 +170,8 @@ async fn same_idempotency_key_while_running_is_a_conflict() {
     let first = tokio::spawn(first);
     let (req, _d) = next_request(&mut worker).await;
     assert_eq!(req.request_id.len(), 32, "derived from the key: {}", req.request_id);
-    let second = env.http.post(env.url("/v1/sessions/s6/messages")).bearer_auth(TOKEN_A).json(&body).send().await.unwrap();
+    let second =
+        env.http.post(env.url("/v1/sessions/s6/messages")).bearer_auth(TOKEN_A).json(&body).send().await.unwrap();
     assert_eq!(second.status(), 409);
     let v: Value = second.json().await.unwrap();
     assert_eq!(v["error"]["code"], "conflict");

@@ -22,7 +22,8 @@ async fn bad_bodies_are_400_json_and_publish_nothing() {
     let url = env.url("/v1/sessions/s1/messages");
     let post = || env.http.post(&url).bearer_auth(TOKEN_A);
 
-    let (s, c, m) = error_of(post().header("content-type", "application/json").body("{not json").send().await.unwrap()).await;
+    let (s, c, m) =
+        error_of(post().header("content-type", "application/json").body("{not json").send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (StatusCode::BAD_REQUEST, "invalid_argument"));
     assert!(m.contains("invalid JSON"), "{m}");
 
@@ -44,7 +45,8 @@ async fn bad_bodies_are_400_json_and_publish_nothing() {
 
     let bad_session = env.url("/v1/sessions/a%20b/messages");
     let (s, _, m) =
-        error_of(env.http.post(&bad_session).bearer_auth(TOKEN_A).json(&json!({"text": "hi"})).send().await.unwrap()).await;
+        error_of(env.http.post(&bad_session).bearer_auth(TOKEN_A).json(&json!({"text": "hi"})).send().await.unwrap())
+            .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(m.contains("session id"), "{m}");
 
@@ -72,8 +74,10 @@ async fn missing_or_wrong_token_is_401_and_publishes_nothing() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(m.contains("Authorization"), "{m}");
 
-    let (s, _, _) =
-        error_of(env.http.post(&url).header("authorization", format!("Basic {TOKEN_A}")).json(&body).send().await.unwrap()).await;
+    let (s, _, _) = error_of(
+        env.http.post(&url).header("authorization", format!("Basic {TOKEN_A}")).json(&body).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     for path in ["/v1/sessions", "/v1/sessions/s1"] {
@@ -87,10 +91,12 @@ async fn missing_or_wrong_token_is_401_and_publishes_nothing() {
 #[tokio::test]
 async fn unknown_session_and_route_are_404_json() {
     let env = Env::start().await;
-    let (s, c, m) = error_of(env.http.get(env.url("/v1/sessions/nosuch")).bearer_auth(TOKEN_A).send().await.unwrap()).await;
+    let (s, c, m) =
+        error_of(env.http.get(env.url("/v1/sessions/nosuch")).bearer_auth(TOKEN_A).send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (StatusCode::NOT_FOUND, "not_found"));
     assert_eq!(m, "session nosuch not found");
-    let (s, _, _) = error_of(env.http.post(env.url("/v1/sessions/nosuch/reset")).bearer_auth(TOKEN_A).send().await.unwrap()).await;
+    let (s, _, _) =
+        error_of(env.http.post(env.url("/v1/sessions/nosuch/reset")).bearer_auth(TOKEN_A).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, c, _) = error_of(env.http.get(env.url("/v2/whatever")).send().await.unwrap()).await;
     assert_eq!((s, c.as_str()), (StatusCode::NOT_FOUND, "not_found"));
@@ -114,7 +120,8 @@ async fn users_see_only_their_own_sessions() {
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
 
     // Bob cannot read, reset or post into it, and cannot tell it exists.
-    let (s, _, m) = error_of(env.http.get(env.url("/v1/sessions/alice-s")).bearer_auth(TOKEN_B).send().await.unwrap()).await;
+    let (s, _, m) =
+        error_of(env.http.get(env.url("/v1/sessions/alice-s")).bearer_auth(TOKEN_B).send().await.unwrap()).await;
     assert_eq!((s, m.as_str()), (StatusCode::NOT_FOUND, "session alice-s not found"));
     let (s, _, _) =
         error_of(env.http.post(env.url("/v1/sessions/alice-s/reset")).bearer_auth(TOKEN_B).send().await.unwrap()).await;

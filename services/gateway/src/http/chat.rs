@@ -68,7 +68,9 @@ pub async fn post_message(
     }
     let events = futures::stream::unfold(stream, |mut s| async move {
         let event = match s.next().await? {
-            Ok(ChatEvent::Delta(text)) => Event::default().event("delta").data(serde_json::json!({"text": text}).to_string()),
+            Ok(ChatEvent::Delta(text)) => {
+                Event::default().event("delta").data(serde_json::json!({"text": text}).to_string())
+            }
             Ok(ChatEvent::Final(f)) => Event::default().event("final").data(final_json(&f).to_string()),
             Err(e) => Event::default().event("error").data(error_json(&e).to_string()),
         };
