@@ -69,3 +69,48 @@ impl Authenticator {
         found.cloned().ok_or_else(|| ClawError::unauthenticated("invalid API token"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawhive_core::config::StaticToken;
+    use clawhive_core::{TenantId, UserId};
+
+    fn entry(env: Option<&str>, sha: Option<String>) -> StaticToken {
+        StaticToken {
+            token_env: env.map(str::to_string),
+            token_sha256: sha,
+            tenant: TenantId::new("acme").unwrap(),
+            user: UserId::new("alice").unwrap(),
+            roles: vec!["admin".into()],
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn a_missing_token_env_fails_start_up_with_one_line() {
+        let cfg = GatewayConfig {
+            tokens: vec![entry(Some("CLAWHIVE_TEST_SURELY_UNSET_TOKEN_VAR"), None)],
+            ..GatewayConfig::default()
+        };
+        let e = Authenticator::from_config(&cfg).err().expect("fails");
+        assert_eq!(
+            e.to_string(),
+            "gateway.tokens[0].token_env: environment variable CLAWHIVE_TEST_SURELY_UNSET_TOKEN_VAR is not set"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_resolve_to_principals() {
+        let cfg = GatewayConfig { tokens: vec![entry(None, Some(hash_token("s3cret")))], ..GatewayConfig::default() };
+        let auth = Authenticator::from_config(&cfg).unwrap();
+        let p = auth.authenticate(Some("Bearer s3cret")).unwrap();
+        assert_eq!((p.tenant.as_str(), p.user.as_str()), ("acme", "alice"));
+        assert!(p.is_admin());
+        assert!(auth.authenticate(Some("bearer  s3cret ")).is_ok());
+        for bad in [None, Some(""), Some("s3cret"), Some("Basic s3cret"), Some("Bearer "), Some("Bearer s3cre")] {
+            let e = auth.authenticate(bad).unwrap_err();
+            assert_eq!(e.code, clawhive_core::ErrorCode::Unauthenticated, "{bad:?}");
+        }
+    }
+}

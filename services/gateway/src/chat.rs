@@ -172,7 +172,7 @@ impl Gateway {
         let agent = self.agent_for(who, &input.agent_id)?;
         let key = SessionKey::new(who.tenant.clone(), session.clone());
         let meta = self.store.ensure_session(&key, &who.user, &agent).await.map_err(store_error)?;
-        if false && !meta.writable_by(who) {
+        if !meta.writable_by(who) {
             return Err(not_found(session.as_str()));
         }
 
