@@ -1,10 +1,12 @@
-//! Session state: the [`SessionStore`] port and its Redis adapter.
+//! Session state: the [`SessionStore`] port and its adapters (Redis, embedded).
 //!
 //! Module map:
 //! - [`port`]: the trait services depend on, and the records it stores.
 //! - [`redis_store`]: the Redis adapter (cluster mode). Every key of one session
 //!   carries the hash tag `{tenant:session}` so the Lua scripts that touch
 //!   several of them stay in one Redis Cluster slot.
+//! - [`embedded`]: the embedded adapter (single-machine mode, `clawhive up`):
+//!   one redb file, leases in memory, fencing tokens persisted.
 //!
 //! Invariants the adapters keep (and the conformance tests check):
 //! - at most one holder of a session's lease at a time; each grant gets a
@@ -15,8 +17,10 @@
 //!   reply stored by the first;
 //! - a session's history, metadata and turn record change together or not at all.
 
+pub mod embedded;
 pub mod port;
 pub mod redis_store;
 
+pub use embedded::EmbeddedStore;
 pub use port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
 pub use redis_store::RedisStore;
