@@ -1,10 +1,11 @@
 //! The message bus: subject names, stream topology, the [`Bus`] port and its
-//! NATS JetStream adapter, and typed helpers that put protobuf envelopes on it.
+//! NATS JetStream and in-process adapters, and typed helpers that put protobuf envelopes on it.
 //!
 //! Module map:
 //! - [`subject`]: every subject and stream name (`clawhive.req.<tenant>.<agent>`, …).
 //! - [`port`]: the [`Bus`] trait services depend on; adapters implement it.
 //! - [`nats`]: the JetStream adapter (cluster mode).
+//! - [`memory`]: the in-process adapter (single machine, `clawhive up`), same semantics.
 //! - [`envelope`]: encode/decode of `AgentRequest`, `Reply`, `ReplyDelta` plus trace headers.
 //!
 //! Invariants the adapters keep (and the conformance tests check):
@@ -16,10 +17,13 @@
 //! - a live subscription sees durable and ephemeral publishes made after it started.
 
 pub mod envelope;
+pub mod memory;
 pub mod nats;
 pub mod port;
+mod spec;
 pub mod subject;
 
+pub use memory::MemoryBus;
 pub use port::{
     Acker, Bus, BusError, BusMessage, Consumer, ConsumerSpec, Delivery, Headers, PublishOutcome, StreamKind,
     Subscription,

@@ -1,25 +1,22 @@
-//! The NATS adapter against a real `nats-server -js`, one server per test.
+//! NATS-specific behaviour of the JetStream adapter against a real
+//! `nats-server -js`, one server per test: stream settings, reconnects, a
+//! stream deleted behind its back, close, connect errors. The port semantics
+//! both adapters share are in the conformance suite (`conformance/`).
 //!
 //! Every wait is bounded. Redelivery timings only get lower bounds (a slow
 //! machine makes them later, never earlier).
 
 use bytes::Bytes;
 use clawhive_bus::nats::NatsBus;
-use clawhive_bus::{
-    Bus, BusError, BusMessage, Consumer, ConsumerSpec, Delivery, PublishOutcome, StreamKind, Subscription,
-};
+use clawhive_bus::{Bus, BusError, ConsumerSpec, Delivery, StreamKind};
 use clawhive_core::config::BusConfig;
 use clawhive_tests::nats_server::NatsServer;
-use futures::StreamExt;
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 const NS: &str = "testns";
 /// Upper bound on any wait for something that should happen.
 const WAIT: Duration = Duration::from_secs(10);
-const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 fn config(server: &NatsServer) -> BusConfig {
     BusConfig { nats_url: server.url(), namespace: NS.into(), ..BusConfig::default() }
@@ -47,38 +44,6 @@ fn request_subject() -> String {
     format!("{NS}.req.acme.default")
 }
 
-async fn publish(bus: &NatsBus, id: &str) {
-    let outcome = bus
-        .publish_durable(
-            &request_subject(),
-            id,
-            vec![("traceparent".into(), TRACEPARENT.into())],
-            Bytes::from(id.to_string()),
-        )
-        .await
-        .expect("durable publish");
-    assert_eq!(outcome, PublishOutcome::Stored);
-}
-
-async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
-    timeout(WAIT, consumer.next())
-        .await
-        .expect("a delivery within the wait")
-        .expect("the consumer is open")
-        .expect("the delivery is good")
-}
-
-/// Asserts that nothing is delivered for `quiet`.
-async fn nothing_for(consumer: &mut Box<dyn Consumer>, quiet: Duration) {
-    if let Ok(got) = timeout(quiet, consumer.next()).await {
-        panic!("expected no delivery for {quiet:?}, got {got:?}");
-    }
-}
-
-async fn receive(sub: &mut Subscription) -> BusMessage {
-    timeout(WAIT, sub.next()).await.expect("a message within the wait").expect("subscription open")
-}
-
 fn text(d: &Delivery) -> String {
     String::from_utf8(d.message.payload.to_vec()).unwrap()
 }
@@ -91,19 +56,13 @@ async fn stream_info(server: &NatsServer, kind: StreamKind) -> async_nats::jetst
 }
 
 #[tokio::test]
-async fn topology_is_idempotent_also_when_replicas_race() {
+async fn topology_sets_up_the_streams_as_designed() {
     use async_nats::jetstream::stream::{RetentionPolicy, StorageType};
     let server = NatsServer::start().unwrap();
-    let mut buses = Vec::new();
-    for _ in 0..4 {
-        buses.push(NatsBus::connect(&config(&server)).await.unwrap());
-    }
-    let results = futures::future::join_all(buses.iter().map(|b| b.ensure_topology())).await;
-    for r in results {
-        r.expect("concurrent ensure_topology");
-    }
-    buses[0].ensure_topology().await.expect("second call");
-    buses[0].ensure_topology().await.expect("third call");
+    // Idempotence, also when replicas race, is a conformance case; here the
+    // settings JetStream got.
+    let bus = NatsBus::connect(&config(&server)).await.unwrap();
+    bus.ensure_topology().await.unwrap();
 
     let req = stream_info(&server, StreamKind::Requests).await;
     assert_eq!(req.config.subjects, vec![format!("{NS}.req.>")]);
@@ -124,203 +83,6 @@ async fn topology_is_idempotent_also_when_replicas_race() {
     changed.ensure_topology().await.unwrap();
     let req = stream_info(&server, StreamKind::Requests).await;
     assert_eq!(req.config.duplicate_window, Duration::from_secs(30));
-}
-
-#[tokio::test]
-async fn durable_publish_drops_a_repeated_message_id() {
-    let (server, bus) = setup().await;
-    let subject = request_subject();
-    let first = bus.publish_durable(&subject, "req-1", vec![], Bytes::from_static(b"a")).await.unwrap();
-    let again = bus.publish_durable(&subject, "req-1", vec![], Bytes::from_static(b"a")).await.unwrap();
-    let other = bus.publish_durable(&subject, "req-2", vec![], Bytes::from_static(b"b")).await.unwrap();
-    assert_eq!((first, again, other), (PublishOutcome::Stored, PublishOutcome::Duplicate, PublishOutcome::Stored));
-    assert_eq!(stream_info(&server, StreamKind::Requests).await.state.messages, 2);
-
-    // No stream captures deltas: a durable publish there is an error, not a silent drop.
-    let err = bus.publish_durable(&format!("{NS}.delta.gw.x"), "d-1", vec![], Bytes::new()).await.unwrap_err();
-    assert!(matches!(&err, BusError::Publish(m) if m.contains("no stream")), "{err}");
-    let err = bus.publish_durable(&subject, "", vec![], Bytes::new()).await.unwrap_err();
-    assert!(matches!(err, BusError::Publish(_)));
-    let err =
-        bus.publish_durable(&subject, "x", vec![("bad:name".into(), "v".into())], Bytes::new()).await.unwrap_err();
-    assert!(matches!(err, BusError::Publish(_)));
-}
-
-#[tokio::test]
-async fn a_consumer_group_delivers_each_message_to_one_member() {
-    let (_server, bus) = setup().await;
-    let spec = spec("workers", Duration::from_secs(30), 4);
-    let mut a = bus.consume(spec.clone()).await.unwrap();
-    let mut b = bus.consume(spec).await.unwrap();
-    let all: BTreeSet<String> = (0..20).map(|i| format!("m{i:02}")).collect();
-    for id in &all {
-        publish(&bus, id).await;
-    }
-
-    // A holds one without acking; B must get another one, not the same.
-    let held = next(&mut a).await;
-    let from_b = next(&mut b).await;
-    assert_ne!(text(&held), text(&from_b), "both members got the same message");
-    from_b.acker.ack().await.unwrap();
-
-    // Both drain the rest concurrently.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for (name, mut member) in [("a", a), ("b", b)] {
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(Ok(d)) = member.next().await {
-                d.acker.ack().await.unwrap();
-                let _ = tx.send((name, text(&d)));
-            }
-        }));
-    }
-    let mut seen = vec![text(&held), text(&from_b)];
-    while seen.len() < all.len() {
-        let (_member, id) = timeout(WAIT, rx.recv()).await.expect("the rest arrive").unwrap();
-        seen.push(id);
-    }
-    // Nothing more: no message went to both members.
-    assert!(timeout(Duration::from_millis(1500), rx.recv()).await.is_err(), "an extra delivery");
-    for t in tasks {
-        t.abort();
-    }
-    let unique: BTreeSet<String> = seen.iter().cloned().collect();
-    assert_eq!(unique.len(), seen.len(), "duplicates in {seen:?}");
-    assert_eq!(unique, all);
-    held.acker.ack().await.unwrap();
-}
-
-#[tokio::test]
-async fn an_unacked_message_comes_back_after_ack_wait() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(1), -1)).await.unwrap();
-    publish(&bus, "r1").await;
-    let first = next(&mut c).await;
-    assert_eq!(first.attempt, 1);
-    let started = Instant::now();
-    let again = next(&mut c).await;
-    assert_eq!(text(&again), "r1");
-    assert_eq!(again.attempt, 2);
-    assert!(started.elapsed() >= Duration::from_millis(800), "redelivered before ack_wait: {:?}", started.elapsed());
-    again.acker.ack().await.unwrap();
-    nothing_for(&mut c, Duration::from_millis(2500)).await;
-}
-
-#[tokio::test]
-async fn in_progress_heartbeats_hold_off_redelivery() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(1), -1)).await.unwrap();
-    publish(&bus, "r1").await;
-    let first = next(&mut c).await;
-
-    // Heartbeats from another task, through a shared acker.
-    let acker = Arc::clone(&first.acker);
-    let beating = tokio::spawn(async move {
-        loop {
-            acker.in_progress().await.expect("in_progress");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    });
-    nothing_for(&mut c, Duration::from_secs(3)).await;
-    beating.abort();
-
-    // Without heartbeats it comes back: they were what held it.
-    let again = next(&mut c).await;
-    assert_eq!((text(&again).as_str(), again.attempt), ("r1", 2));
-    again.acker.ack().await.unwrap();
-}
-
-#[tokio::test]
-async fn nak_redelivers_after_the_delay() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(30), -1)).await.unwrap();
-    publish(&bus, "r1").await;
-    let first = next(&mut c).await;
-    first.acker.nak(Some(Duration::from_millis(1500))).await.unwrap();
-    let started = Instant::now();
-    let second = next(&mut c).await;
-    assert!(started.elapsed() >= Duration::from_millis(1200), "redelivered before the delay: {:?}", started.elapsed());
-    assert_eq!((text(&second).as_str(), second.attempt), ("r1", 2));
-
-    // Without a delay it comes back at once, long before the 30 s ack_wait.
-    second.acker.nak(None).await.unwrap();
-    let third = next(&mut c).await;
-    assert_eq!(third.attempt, 3);
-    third.acker.ack().await.unwrap();
-}
-
-#[tokio::test]
-async fn max_deliver_bounds_the_attempts() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(1), 2)).await.unwrap();
-    publish(&bus, "r1").await;
-    assert_eq!(next(&mut c).await.attempt, 1);
-    assert_eq!(next(&mut c).await.attempt, 2);
-    nothing_for(&mut c, Duration::from_secs(3)).await;
-
-    // The consumer still serves new messages.
-    publish(&bus, "r2").await;
-    let d = next(&mut c).await;
-    assert_eq!((text(&d).as_str(), d.attempt), ("r2", 1));
-    d.acker.ack().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_terminated_message_never_comes_back() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(1), -1)).await.unwrap();
-    publish(&bus, "r1").await;
-    next(&mut c).await.acker.term().await.unwrap();
-    nothing_for(&mut c, Duration::from_millis(2500)).await;
-
-    publish(&bus, "r2").await;
-    let d = next(&mut c).await;
-    assert_eq!((text(&d).as_str(), d.attempt), ("r2", 1));
-    d.acker.ack().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_core_subscriber_sees_durable_and_ephemeral_publishes() {
-    let (_server, bus) = setup().await;
-    let reply = format!("{NS}.reply.gw.x");
-    let delta = format!("{NS}.delta.gw.x");
-    let mut replies = bus.subscribe(&reply).await.unwrap();
-    let mut everything = bus.subscribe(&format!("{NS}.>")).await.unwrap();
-    let mut deltas = bus.subscribe(&delta).await.unwrap();
-    let trace = vec![("traceparent".to_string(), TRACEPARENT.to_string())];
-
-    bus.publish_ephemeral(&delta, trace.clone(), Bytes::from_static(b"partial")).await.unwrap();
-    assert_eq!(
-        bus.publish_durable(&reply, "reply:1", trace.clone(), Bytes::from_static(b"final")).await.unwrap(),
-        PublishOutcome::Stored
-    );
-
-    let d = receive(&mut deltas).await;
-    assert_eq!((d.subject.as_str(), &d.payload[..]), (delta.as_str(), &b"partial"[..]));
-    assert_eq!(d.header("traceparent"), Some(TRACEPARENT));
-    let r = receive(&mut replies).await;
-    assert_eq!((r.subject.as_str(), &r.payload[..]), (reply.as_str(), &b"final"[..]));
-    assert_eq!(r.header("traceparent"), Some(TRACEPARENT));
-    let mut subjects = BTreeSet::new();
-    subjects.insert(receive(&mut everything).await.subject);
-    subjects.insert(receive(&mut everything).await.subject);
-    assert_eq!(subjects, BTreeSet::from([reply, delta]));
-}
-
-#[tokio::test]
-async fn headers_round_trip_through_a_consumer() {
-    let (_server, bus) = setup().await;
-    let mut c = bus.consume(spec("w", Duration::from_secs(30), -1)).await.unwrap();
-    let headers =
-        vec![("traceparent".to_string(), TRACEPARENT.to_string()), ("x-tenant".to_string(), "acme".to_string())];
-    bus.publish_durable(&request_subject(), "req-9", headers, Bytes::from_static(b"hi")).await.unwrap();
-    let d = next(&mut c).await;
-    assert_eq!(d.message.subject, request_subject());
-    assert_eq!(d.message.header("traceparent"), Some(TRACEPARENT));
-    assert_eq!(d.message.header("X-Tenant"), Some("acme"));
-    assert_eq!(d.message.header("Nats-Msg-Id"), Some("req-9"));
-    d.acker.ack().await.unwrap();
 }
 
 #[tokio::test]
@@ -394,15 +156,4 @@ async fn connect_names_the_url_when_nobody_listens() {
     let url = format!("nats://127.0.0.1:{port}");
     let err = NatsBus::connect(&BusConfig { nats_url: url.clone(), ..BusConfig::default() }).await.unwrap_err();
     assert!(matches!(&err, BusError::Connect(m) if m.contains(&url)), "{err}");
-}
-
-#[tokio::test]
-async fn a_bad_consumer_spec_is_refused() {
-    let (_server, bus) = setup().await;
-    let err = bus.consume(spec("a.b", Duration::from_secs(1), -1)).await.err().expect("refused");
-    assert!(matches!(err, BusError::Consume(_)));
-    // The server would accept a filter outside the stream (and never deliver); we refuse it.
-    let outside = ConsumerSpec { filter_subject: format!("{NS}.reply.>"), ..spec("w", Duration::from_secs(1), -1) };
-    let err = bus.consume(outside).await.err().expect("refused");
-    assert!(matches!(err, BusError::Consume(_)), "{err}");
 }
