@@ -7,9 +7,39 @@ use clawhive_proto::v1 as pb;
 use common::*;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_chat_streams_deltas_then_final_and_remembers_history() {
-    let cluster = Cluster::start(1).await;
+/// Each shared case runs twice: against real NATS + Redis with worker
+/// processes, and in one process on the in-process bus and embedded store.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod cluster_mode {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Cluster::start(1).await).await
+                }
+            )*
+        }
+        mod single_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Cluster::start_embedded(1).await).await
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    grpc_chat_streams_deltas_then_final_and_remembers_history,
+    http_sse_chat_gets_the_answer_and_anthropic_agent_works,
+    the_tool_loop_runs_a_real_tool,
+    an_llm_500_then_200_gives_one_reply,
+    an_llm_that_never_answers_gives_a_clear_timeout_within_the_deadline,
+    bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden,
+);
+
+async fn grpc_chat_streams_deltas_then_final_and_remembers_history(cluster: Cluster) {
     let mut c = cluster.grpc().await;
     let (deltas, fin) = chat(&mut c, ALICE, "s1", "hello there", "", 0).await.unwrap();
     assert_eq!(fin.text, "echo[1]: hello there");
@@ -39,9 +69,7 @@ async fn grpc_chat_streams_deltas_then_final_and_remembers_history() {
     assert_eq!(got.session.unwrap().message_count, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_sse_chat_gets_the_answer_and_anthropic_agent_works() {
-    let cluster = Cluster::start(1).await;
+async fn http_sse_chat_gets_the_answer_and_anthropic_agent_works(cluster: Cluster) {
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{}/v1/sessions/web-1/messages", cluster.http_base()))
@@ -73,9 +101,7 @@ async fn http_sse_chat_gets_the_answer_and_anthropic_agent_works() {
     assert_eq!(v["text"], "echo[2]: json please");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tool_loop_runs_a_real_tool() {
-    let cluster = Cluster::start(1).await;
+async fn the_tool_loop_runs_a_real_tool(cluster: Cluster) {
     let mut c = cluster.grpc().await;
     let (_, fin) = chat(&mut c, ALICE, "tools", r#"what time is it? #tool:current_time:{"timezone":"Asia/Kolkata"}"#, "", 0)
         .await
@@ -133,9 +159,7 @@ async fn a_worker_killed_mid_turn_leaves_the_request_to_another_and_exactly_one_
     assert_eq!(got.messages.len(), 2, "the turn is in the history exactly once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_llm_500_then_200_gives_one_reply() {
-    let cluster = Cluster::start(1).await;
+async fn an_llm_500_then_200_gives_one_reply(cluster: Cluster) {
     let mut c = cluster.grpc().await;
     let (_, fin) = chat(&mut c, ALICE, "flaky", "#fail:500:1:e2e-flaky hi", "", 0).await.unwrap();
     assert_eq!(fin.text, "echo[1]: #fail:500:1:e2e-flaky hi");
@@ -143,9 +167,7 @@ async fn an_llm_500_then_200_gives_one_reply() {
     assert_eq!(count_stored_replies(&cluster.bus, &fin.request_id).await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_llm_that_never_answers_gives_a_clear_timeout_within_the_deadline() {
-    let cluster = Cluster::start(1).await;
+async fn an_llm_that_never_answers_gives_a_clear_timeout_within_the_deadline(cluster: Cluster) {
     let mut c = cluster.grpc().await;
     let started = std::time::Instant::now();
     let err = chat(&mut c, ALICE, "hang", "#hang", "", 1500).await.unwrap_err();
@@ -166,9 +188,7 @@ async fn an_llm_that_never_answers_gives_a_clear_timeout_within_the_deadline() {
     assert_eq!(v["error"]["code"], "deadline_exceeded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden() {
-    let cluster = Cluster::start(1).await;
+async fn bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden(cluster: Cluster) {
     let http = reqwest::Client::new();
     let base = cluster.http_base();
     let post = |session: &str, token: &str, body: String| {

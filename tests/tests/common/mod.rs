@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use clawhive_bus::Bus;
 use clawhive_bus::nats::NatsBus;
 use clawhive_core::config::Config;
 use clawhive_proto::v1 as pb;
@@ -22,25 +23,148 @@ pub const ALICE: &str = "alice-token";
 pub const BOB: &str = "bob-token";
 
 pub struct Cluster {
-    pub nats: NatsServer,
-    pub redis: RedisServer,
+    pub nats: Option<NatsServer>,
+    pub redis: Option<RedisServer>,
     pub llm: FakeLlm,
     pub config_path: PathBuf,
     pub config: Config,
     pub gateway: clawhive_gateway::GatewayHandle,
     pub workers: Vec<ServiceProcess>,
-    pub bus: Arc<NatsBus>,
+    pub in_process_workers: usize,
+    pub bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
+    data_dir: Option<PathBuf>,
 }
 
 impl Cluster {
-    /// Starts everything with `workers` worker processes.
+    /// Cluster mode: real nats-server and redis-server, the gateway in this
+    /// process and `workers` agent-worker processes.
     pub async fn start(workers: usize) -> Cluster {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server");
         let redis = RedisServer::start().expect("redis-server");
         let llm = FakeLlm::start().await;
-        let toml = format!(
+        let toml = config_toml(&nats.url(), &redis.url(), &llm);
+        let config_path = std::env::temp_dir().join(format!(
+            "clawhive-e2e-{}-{}.toml",
+            std::process::id(),
+            nats.port()
+        ));
+        std::fs::write(&config_path, &toml).unwrap();
+        let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
+        let nats_bus = Arc::new(NatsBus::connect(&config.bus).await.expect("bus"));
+        let bus: Arc<dyn Bus> = nats_bus;
+        bus.ensure_topology().await.expect("topology");
+        let store = Arc::new(RedisStore::connect(&config.store).await.expect("store"));
+        let shutdown = CancellationToken::new();
+        let gateway = clawhive_gateway::start(
+            &config,
+            clawhive_gateway::Deps { bus: bus.clone(), store },
+            shutdown.clone(),
+        )
+        .await
+        .expect("gateway");
+        let mut cluster = Cluster {
+            nats: Some(nats),
+            redis: Some(redis),
+            llm,
+            config_path,
+            config,
+            gateway,
+            workers: Vec::new(),
+            in_process_workers: 0,
+            bus,
+            shutdown,
+            data_dir: None,
+        };
+        for _ in 0..workers {
+            cluster.spawn_worker().await;
+        }
+        cluster
+    }
+
+    /// Single-process mode: the in-process bus, the embedded store (a file),
+    /// the gateway and `workers` workers all in this process; no servers.
+    pub async fn start_embedded(workers: usize) -> Cluster {
+        clawhive_telemetry::install_crypto_provider();
+        let llm = FakeLlm::start().await;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir = std::env::temp_dir().join(format!("clawhive-e2e-embedded-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let toml = config_toml("nats://unused:1", "redis://unused:1", &llm);
+        let config_path = data_dir.join("config.toml");
+        std::fs::write(&config_path, &toml).unwrap();
+        let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
+        let bus: Arc<dyn Bus> = Arc::new(clawhive_bus::MemoryBus::new(&config.bus));
+        bus.ensure_topology().await.expect("topology");
+        let store: Arc<dyn clawhive_store::SessionStore> =
+            Arc::new(clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).expect("embedded store"));
+        let shutdown = CancellationToken::new();
+        let gateway = clawhive_gateway::start(
+            &config,
+            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone() },
+            shutdown.clone(),
+        )
+        .await
+        .expect("gateway");
+        let env = |k: &str| (k == "FAKE_ANTHROPIC_KEY").then(|| "test-anthropic-key".to_string());
+        for _ in 0..workers {
+            let llm_router = clawhive_llm::LlmRouter::from_config(&config.llm, &env).expect("llm");
+            clawhive_agent_worker::start(
+                &config,
+                clawhive_agent_worker::Deps { bus: bus.clone(), store: store.clone(), llm: llm_router },
+                shutdown.clone(),
+            )
+            .await
+            .expect("worker");
+        }
+        Cluster {
+            nats: None,
+            redis: None,
+            llm,
+            config_path,
+            config,
+            gateway,
+            workers: Vec::new(),
+            in_process_workers: workers,
+            bus,
+            shutdown,
+            data_dir: Some(data_dir),
+        }
+    }
+
+    pub async fn spawn_worker(&mut self) -> usize {
+        let bin = tokio::task::spawn_blocking(|| binary("clawhive-agent-worker", "clawhive-agent-worker"))
+            .await
+            .unwrap()
+            .expect("worker binary");
+        let p = ServiceProcess::spawn(
+            &bin,
+            &["--config", self.config_path.to_str().unwrap()],
+            &[("FAKE_ANTHROPIC_KEY", "test-anthropic-key".to_string())],
+        )
+        .expect("spawn worker");
+        p.wait_for_log("agent worker started", Duration::from_secs(20)).await.expect("worker ready");
+        self.workers.push(p);
+        self.workers.len() - 1
+    }
+
+    pub async fn grpc(&self) -> AssistantClient<Channel> {
+        let ch = Channel::from_shared(format!("http://{}", self.gateway.grpc_addr)).unwrap().connect().await.unwrap();
+        AssistantClient::new(ch)
+    }
+
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.gateway.http_addr)
+    }
+}
+
+/// The test system's config: three users in two tenants, an OpenAI-protocol
+/// and an Anthropic-protocol agent, both served by the fake LLM.
+pub fn config_toml(nats_url: &str, redis_url: &str, llm: &FakeLlm) -> String {
+    format!(
             r#"
 [bus]
 nats_url = "{nats}"
@@ -99,69 +223,23 @@ id = "claude"
 model = "fakeanthropic/claude-test"
 tools = ["current_time"]
 "#,
-            nats = nats.url(),
-            redis = redis.url(),
-            alice = clawhive_core::token::hash_token(ALICE),
-            bob = clawhive_core::token::hash_token(BOB),
-            carol = clawhive_core::token::hash_token("carol-token"),
-            openai = llm.openai_base_url(),
-            anthropic = llm.anthropic_base_url(),
-        );
-        let config_path = std::env::temp_dir().join(format!(
-            "clawhive-e2e-{}-{}.toml",
-            std::process::id(),
-            nats.port()
-        ));
-        std::fs::write(&config_path, &toml).unwrap();
-        let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
-        let bus = Arc::new(NatsBus::connect(&config.bus).await.expect("bus"));
-        clawhive_bus::Bus::ensure_topology(bus.as_ref()).await.expect("topology");
-        let store = Arc::new(RedisStore::connect(&config.store).await.expect("store"));
-        let shutdown = CancellationToken::new();
-        let gateway = clawhive_gateway::start(
-            &config,
-            clawhive_gateway::Deps { bus: bus.clone(), store },
-            shutdown.clone(),
-        )
-        .await
-        .expect("gateway");
-        let mut cluster = Cluster { nats, redis, llm, config_path, config, gateway, workers: Vec::new(), bus, shutdown };
-        for _ in 0..workers {
-            cluster.spawn_worker().await;
-        }
-        cluster
-    }
-
-    pub async fn spawn_worker(&mut self) -> usize {
-        let bin = tokio::task::spawn_blocking(|| binary("clawhive-agent-worker", "clawhive-agent-worker"))
-            .await
-            .unwrap()
-            .expect("worker binary");
-        let p = ServiceProcess::spawn(
-            &bin,
-            &["--config", self.config_path.to_str().unwrap()],
-            &[("FAKE_ANTHROPIC_KEY", "test-anthropic-key".to_string())],
-        )
-        .expect("spawn worker");
-        p.wait_for_log("agent worker started", Duration::from_secs(20)).await.expect("worker ready");
-        self.workers.push(p);
-        self.workers.len() - 1
-    }
-
-    pub async fn grpc(&self) -> AssistantClient<Channel> {
-        let ch = Channel::from_shared(format!("http://{}", self.gateway.grpc_addr)).unwrap().connect().await.unwrap();
-        AssistantClient::new(ch)
-    }
-
-    pub fn http_base(&self) -> String {
-        format!("http://{}", self.gateway.http_addr)
-    }
+        nats = nats_url,
+        redis = redis_url,
+        alice = clawhive_core::token::hash_token(ALICE),
+        bob = clawhive_core::token::hash_token(BOB),
+        carol = clawhive_core::token::hash_token("carol-token"),
+        openai = llm.openai_base_url(),
+        anthropic = llm.anthropic_base_url(),
+    )
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.config_path);
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -201,8 +279,8 @@ pub async fn chat(
 }
 
 /// Counts final replies for `request_id` seen on the reply stream (durable).
-pub async fn count_stored_replies(bus: &NatsBus, request_id: &str) -> usize {
-    use clawhive_bus::{Bus, ConsumerSpec, StreamKind};
+pub async fn count_stored_replies(bus: &Arc<dyn Bus>, request_id: &str) -> usize {
+    use clawhive_bus::{ConsumerSpec, StreamKind};
     let mut consumer = bus
         .consume(ConsumerSpec {
             stream: StreamKind::Replies,
