@@ -1,6 +1,10 @@
-//! `clawhive up`: the gateway and N agent workers in one process, sharing one
-//! NATS connection and one Redis client; by default with their own
-//! `nats-server` and `redis-server` children.
+//! `clawhive up`: the gateway and N agent workers in one process.
+//!
+//! Backends (`--backend`): `embedded` (default) runs on the in-process bus and
+//! the embedded store (a redb file in the data dir) — no external servers;
+//! `servers` starts its own `nats-server` and `redis-server` children;
+//! `external` (also `--external`) uses the config's NATS and Redis URLs. The
+//! services are the same code in every case; only the adapters differ.
 
 use crate::local_servers::{LocalServers, Missing};
 use clawhive_bus::port::Bus;
@@ -19,7 +23,10 @@ pub struct UpArgs {
     /// Agent workers to run.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Use the config's NATS and Redis URLs instead of starting local servers.
+    /// Where the bus and the store live.
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
+    /// Use the config's NATS and Redis URLs (same as `--backend external`).
     #[arg(long)]
     pub external: bool,
     /// gRPC listen address (port 0 picks a free port).
@@ -28,6 +35,16 @@ pub struct UpArgs {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// In-process bus and embedded file store; nothing else to install.
+    Embedded,
+    /// Child nats-server (>= 2.10) and redis-server processes.
+    Servers,
+    /// NATS and Redis at the configured URLs.
+    External,
 }
 
 /// `$CLAWHIVE_DATA_DIR`, else `$HOME/.local/share/clawhive`.
@@ -89,8 +106,9 @@ pub async fn run(args: UpArgs) -> ExitCode {
     };
     warn_missing_llm_keys(&cfg);
 
+    let backend = if args.external { Backend::External } else { args.backend };
     let mut servers = None;
-    if !args.external {
+    if backend == Backend::Servers {
         match LocalServers::start(&dir).await {
             Ok(s) => {
                 cfg.bus.nats_url = s.nats_url();
@@ -104,7 +122,7 @@ pub async fn run(args: UpArgs) -> ExitCode {
         }
     }
 
-    let result = serve(&cfg, &args, token.as_deref(), servers.as_ref(), shutdown).await;
+    let result = serve(&cfg, &args, backend, &dir, token.as_deref(), servers.as_ref(), shutdown).await;
     if let Some(s) = servers.as_mut() {
         s.stop().await;
     }
@@ -120,17 +138,38 @@ pub async fn run(args: UpArgs) -> ExitCode {
     }
 }
 
+type Adapters = (Arc<dyn Bus>, Arc<dyn clawhive_store::SessionStore>);
+
+async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<Adapters> {
+    use anyhow::Context;
+    Ok(match backend {
+        Backend::Embedded => {
+            let path = dir.join("sessions.redb");
+            let ttl = Duration::from_secs(cfg.store.turn_record_ttl_secs);
+            let store = clawhive_store::EmbeddedStore::open_with_turn_ttl(&path, ttl)
+                .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
+            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), Arc::new(store))
+        }
+        Backend::Servers | Backend::External => {
+            let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?;
+            let store = clawhive_store::RedisStore::connect(&cfg.store).await.context("cannot connect to Redis")?;
+            (Arc::new(bus), Arc::new(store))
+        }
+    })
+}
+
 async fn serve(
     cfg: &Config,
     args: &UpArgs,
+    backend: Backend,
+    dir: &Path,
     token: Option<&str>,
     servers: Option<&LocalServers>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let bus = Arc::new(clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?);
-    bus.ensure_topology().await.context("cannot set up the JetStream streams")?;
-    let store = Arc::new(clawhive_store::RedisStore::connect(&cfg.store).await.context("cannot connect to Redis")?);
+    let (bus, store) = adapters(cfg, backend, dir).await?;
+    bus.ensure_topology().await.context("cannot set up the bus streams")?;
     let llm = clawhive_llm::LlmRouter::from_config(&cfg.llm, &|k| std::env::var(k).ok())
         .context("cannot set up the LLM providers")?;
 
@@ -167,7 +206,10 @@ async fn serve(
     block += &format!("grpc: {}\n", gateway.grpc_addr);
     block += &format!("http: {}\n", gateway.http_addr);
     block += &format!("workers: {}\n", args.workers);
-    if let Some(s) = servers {
+    if backend == Backend::Embedded {
+        block += "bus: in-process\n";
+        block += &format!("store: {}\n", dir.join("sessions.redb").display());
+    } else if let Some(s) = servers {
         block += &format!("nats: {} (nats-server pid: {})\n", s.nats_url(), s.nats.pid);
         block += &format!("redis: {} (redis-server pid: {})\n", s.redis_url(), s.redis.pid);
     } else {

@@ -107,10 +107,16 @@ impl Drop for Up {
     }
 }
 
-fn start_up(data: &Path, llm_url: &str, log: &Path) -> Up {
+/// Starts `clawhive up --backend <backend>`; `path` replaces `PATH` for it.
+fn start_up(data: &Path, llm_url: &str, log: &Path, backend: &str, path: Option<&Path>) -> Up {
     let log_file = std::fs::File::create(log).unwrap();
-    let mut child = clawhive()
-        .args(["up", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2"])
+    let mut cmd = clawhive();
+    if let Some(p) = path {
+        cmd.env("PATH", p).env_remove("CLAWHIVE_NATS_SERVER").env_remove("CLAWHIVE_REDIS_SERVER");
+    }
+    let expected_pids = if backend == "servers" { 2 } else { 0 };
+    let mut child = cmd
+        .args(["up", "--backend", backend, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2"])
         .env("CLAWHIVE_DATA_DIR", data)
         .env("CLAWHIVE_LLM__PROVIDERS__FAKE__KIND", "openai")
         .env("CLAWHIVE_LLM__PROVIDERS__FAKE__BASE_URL", llm_url)
@@ -132,7 +138,7 @@ fn start_up(data: &Path, llm_url: &str, log: &Path) -> Up {
     });
     let (mut grpc, mut token, mut pids) = (None, None, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while grpc.is_none() || token.is_none() || pids.len() < 2 {
+    while grpc.is_none() || token.is_none() || pids.len() < expected_pids {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(left) {
             Ok(l) => l,
@@ -193,12 +199,25 @@ fn stop_up(mut up: Up, log: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_serves_chat_persists_and_shuts_down_cleanly() {
+async fn up_with_local_servers_serves_chat_persists_and_shuts_down_cleanly() {
+    up_serves_chat_persists_and_shuts_down_cleanly("servers", None).await;
+}
+
+/// The single-machine mode needs nothing but the binary: no nats-server or
+/// redis-server on PATH, sessions kept in the embedded store across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_embedded_runs_without_nats_or_redis_on_path() {
+    let empty = temp_dir("empty-path");
+    up_serves_chat_persists_and_shuts_down_cleanly("embedded", Some(&empty)).await;
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+async fn up_serves_chat_persists_and_shuts_down_cleanly(backend: &str, path: Option<&Path>) {
     let llm = clawhive_tests::fake_llm::FakeLlm::start().await;
     let data = temp_dir("up");
     let log = data.join("up.log");
 
-    let up = start_up(&data, &llm.openai_base_url(), &log);
+    let up = start_up(&data, &llm.openai_base_url(), &log, backend, path);
     assert_eq!(up.token.len(), 64, "{}", up.token);
 
     let out = chat(&up, "s1", "hello there").await;
@@ -224,7 +243,7 @@ async fn up_serves_chat_persists_and_shuts_down_cleanly() {
     stop_up(up, &log);
 
     // A restart reuses the bootstrap token and the stored session.
-    let up = start_up(&data, &llm.openai_base_url(), &log);
+    let up = start_up(&data, &llm.openai_base_url(), &log, backend, path);
     assert_eq!(up.token, token, "the bootstrap token must survive restarts");
     let out = chat(&up, "s1", "third").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
