@@ -39,6 +39,16 @@ pub fn reply_msg_id(request_id: &str) -> String {
     format!("reply:{request_id}")
 }
 
+/// The dedupe id of the `seq`-th audit record of a request; a redelivered turn
+/// re-publishes the same ids, so its records are not stored twice.
+pub fn audit_msg_id(request_id: &str, seq: u32) -> String {
+    format!("audit:{request_id}:{seq}")
+}
+
+pub fn decode_audit(payload: &[u8]) -> Result<pb::AuditRecord, BusError> {
+    pb::AuditRecord::decode(payload).map_err(|e| BusError::Decode(format!("AuditRecord: {e}")))
+}
+
 /// Typed publishing on top of any [`Bus`].
 #[derive(Clone)]
 pub struct Envelopes {
@@ -120,5 +130,24 @@ impl Envelopes {
             return Ok(());
         };
         self.bus.publish_ephemeral(&subject, trace_headers(trace), Bytes::from(delta.encode_to_vec())).await
+    }
+
+    /// Publishes an audit record durably on `clawhive.audit.<tenant>`, deduplicated by
+    /// `audit:<request_id>:<seq>` (`seq` numbers the records of one request).
+    pub async fn publish_audit(
+        &self,
+        tenant: &TenantId,
+        seq: u32,
+        record: &pb::AuditRecord,
+    ) -> Result<PublishOutcome, BusError> {
+        let subject = self.subjects.audit(tenant);
+        self.bus
+            .publish_durable(
+                &subject,
+                &audit_msg_id(&record.request_id, seq),
+                Headers::new(),
+                Bytes::from(record.encode_to_vec()),
+            )
+            .await
     }
 }

@@ -34,6 +34,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub agents: Vec<AgentConfig>,
     pub telemetry: TelemetryConfig,
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             agents: vec![AgentConfig::default()],
             telemetry: TelemetryConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -303,6 +305,34 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Keys and policy. Key material only ever comes from the environment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Env var holding the key that signs principals on bus envelopes (shared by all services).
+    /// When the variable is unset, envelopes are not signed and workers accept unsigned ones
+    /// only if `require_signed_envelopes` is false.
+    pub envelope_key_env: String,
+    /// Or a file holding the key (a mounted Kubernetes Secret); used when the env var is unset.
+    pub envelope_key_file: String,
+    /// Reject requests whose principal signature is missing or wrong.
+    pub require_signed_envelopes: bool,
+    /// Policy document (TOML); empty = the built-in default (every user may use every
+    /// configured agent and the agent's tools).
+    pub policy_file: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            envelope_key_env: "CLAWHIVE_ENVELOPE_KEY".into(),
+            envelope_key_file: String::new(),
+            require_signed_envelopes: false,
+            policy_file: String::new(),
+        }
+    }
+}
+
 /// Splits `provider/model` at the first slash.
 pub fn split_model(model: &str) -> Result<(&str, &str), ConfigError> {
     match model.split_once('/') {
@@ -436,7 +466,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Top-level config sections that `CLAWHIVE_<SECTION>__…` variables may set.
-const SECTIONS: &[&str] = &["bus", "store", "gateway", "worker", "llm", "telemetry"];
+const SECTIONS: &[&str] = &["bus", "store", "gateway", "worker", "llm", "telemetry", "security"];
 
 fn apply_env(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = var["CLAWHIVE_".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();

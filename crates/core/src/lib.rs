@@ -10,14 +10,18 @@
 //! - [`chat`]: messages, tool calls and tool specs as stored and sent to LLMs.
 //! - [`error`]: one error-code enum mapped once to HTTP, gRPC and bus decisions.
 //! - [`config`]: the configuration model, defaults, env overrides and validation.
+//! - [`signing`]: HMAC signatures over bus envelopes, so forged principals are rejected.
+//! - [`policy`]: grants of agents, tools and secrets; default deny for tools.
 //! - [`token`]: hashing and constant-time comparison of API tokens.
 
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod policy;
 pub mod principal;
 pub mod session;
+pub mod signing;
 pub mod token;
 pub mod time;
 

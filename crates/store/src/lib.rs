@@ -7,6 +7,8 @@
 //!   several of them stay in one Redis Cluster slot.
 //! - [`embedded`]: the embedded adapter (single-machine mode, `clawhive up`):
 //!   one redb file, leases in memory, fencing tokens persisted.
+//! - [`identity`]: the [`IdentityStore`] port (users, issued API tokens stored
+//!   as SHA-256 only, external identities), implemented by both adapters.
 //!
 //! Invariants the adapters keep (and the conformance tests check):
 //! - at most one holder of a session's lease at a time; each grant gets a
@@ -18,9 +20,11 @@
 //! - a session's history, metadata and turn record change together or not at all.
 
 pub mod embedded;
+pub mod identity;
 pub mod port;
 pub mod redis_store;
 
 pub use embedded::EmbeddedStore;
+pub use identity::{IdentityStore, IssuedToken, TokenInfo, UserRecord};
 pub use port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
 pub use redis_store::RedisStore;

@@ -11,6 +11,15 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The record to create exists already.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The record to act on does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The caller's input cannot be stored.
+    #[error("invalid: {0}")]
+    Invalid(String),
 }
 
 /// A granted session lease. `token` is the fencing token: strictly increasing

@@ -12,6 +12,7 @@
 
 mod codec;
 mod errors;
+mod identity;
 mod keys;
 mod scripts;
 

@@ -44,7 +44,11 @@ pub fn init_tracing(cfg: &TelemetryConfig, service: &'static str) {
     ONCE.call_once(|| {
         use tracing_subscriber::EnvFilter;
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        use std::io::IsTerminal;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
         let result = if cfg.log_format == "json" {
             builder.json().flatten_event(true).with_current_span(true).try_init()
         } else {

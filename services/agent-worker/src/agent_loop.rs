@@ -1,9 +1,12 @@
 //! The LLM ↔ tool loop of one turn.
 //!
-//! The model is offered only the agent's tools; a call to any other tool (a
-//! model talked into it, or hallucinating) gets a refusal as its result, never
-//! an execution. The loop is bounded by `max_steps` and the request deadline.
+//! The model is offered only the agent's tools that the principal may call; every
+//! call is checked against the policy in force at that moment and audited. A call
+//! to any other tool (a model talked into it, or hallucinating) gets a refusal as
+//! its result, never an execution. The loop is bounded by `max_steps` and the
+//! request deadline.
 
+use crate::policy::TurnGuard;
 use crate::tools::Registry;
 use clawhive_core::chat::{Message, Usage};
 use clawhive_core::config::AgentConfig;
@@ -28,6 +31,8 @@ pub struct LoopInput<'a> {
     pub max_steps: u32,
     pub deadline: Instant,
     pub request_id: &'a str,
+    /// Policy checks and audit of this turn's tool calls.
+    pub guard: &'a TurnGuard<'a>,
 }
 
 pub async fn run_loop(
@@ -39,7 +44,7 @@ pub async fn run_loop(
     let agent = input.agent;
     let mut models = vec![agent.model.clone()];
     models.extend(agent.fallbacks.iter().cloned());
-    let specs = tools.specs_for(&agent.tools);
+    let specs: Vec<_> = tools.specs_for(&agent.tools).into_iter().filter(|s| input.guard.may_offer(&s.name)).collect();
 
     let mut conversation = Vec::with_capacity(input.history.len() + 4);
     if !agent.system_prompt.is_empty() {
@@ -77,9 +82,12 @@ pub async fn run_loop(
         asking.created_unix_ms = now;
         conversation.push(asking);
         for call in &resp.tool_calls {
-            let offered = agent.tools.iter().any(|t| t == &call.name);
-            let result = match (offered, tools.get(&call.name)) {
-                (true, Some(tool)) => {
+            let configured = agent.tools.iter().any(|t| t == &call.name);
+            // Re-checked at every call: the model may ask for a tool it was never offered.
+            let decision = input.guard.check_tool_call(&call.name, &call.arguments).await;
+            let result = match (configured, decision.allowed, tools.get(&call.name)) {
+                (true, false, _) => crate::policy::tool_denied_result(&call.name),
+                (true, true, Some(tool)) => {
                     let remaining = input.deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(remaining, tool.call(&call.arguments)).await {
                         Ok(Ok(text)) => text,

@@ -5,6 +5,7 @@
 //! - [`turn`]: one delivery from decode to ack.
 //! - [`agent_loop`]: the LLM ↔ tool loop of one turn.
 //! - [`keepalive`]: in-progress heartbeats to JetStream and lease renewal.
+//! - [`policy`]: the policy (reloaded on change), per-call checks and the audit trail.
 //! - [`tools`]: built-in tools and the registry the loop offers to the model.
 //!
 //! Invariants:
@@ -17,6 +18,7 @@
 
 pub mod agent_loop;
 pub mod keepalive;
+pub mod policy;
 pub mod tools;
 pub mod turn;
 pub mod worker;

@@ -7,6 +7,7 @@
 
 use crate::agent_loop::{LoopInput, run_loop};
 use crate::keepalive::Keepalive;
+use crate::policy::TurnGuard;
 use crate::worker::Ctx;
 use clawhive_bus::Delivery;
 use clawhive_bus::envelope::{decode_request, trace_of};
@@ -66,6 +67,12 @@ async fn process(ctx: &Ctx, delivery: &Delivery) -> Disposition {
             return Disposition::Term;
         }
     };
+    if let Err(reason) = check_signature(ctx, &raw) {
+        // A forged or altered identity: run nothing, answer nobody, keep a loud record.
+        tracing::error!(request_id = %raw.request_id, subject = %delivery.message.subject, %reason,
+            "request rejected: envelope signature check failed; terminated");
+        return Disposition::Term;
+    }
     let trace = trace_of(&delivery.message).map(|t| t.child()).unwrap_or_else(TraceContext::new_root);
     let span = tracing::info_span!("turn", request_id = %raw.request_id, session = %raw.session_id,
         tenant = raw.principal.as_ref().map(|p| p.tenant_id.as_str()).unwrap_or(""), attempt = delivery.attempt,
@@ -80,6 +87,20 @@ async fn process(ctx: &Ctx, delivery: &Delivery) -> Disposition {
     };
     use tracing::Instrument;
     run_turn(ctx, delivery, turn).instrument(span).await
+}
+
+/// With a key configured, a wrong signature is always rejected; a missing one
+/// only while `security.require_signed_envelopes` is on (to allow rolling out keys).
+fn check_signature(ctx: &Ctx, raw: &pb::AgentRequest) -> Result<(), clawhive_core::signing::SignatureError> {
+    use clawhive_core::signing::SignatureError;
+    match (&ctx.signer, ctx.config.security.require_signed_envelopes) {
+        (Some(signer), require) => match signer.verify(raw) {
+            Err(SignatureError::Missing) if !require => Ok(()),
+            other => other,
+        },
+        (None, true) => Err(SignatureError::Missing),
+        (None, false) => Ok(()),
+    }
 }
 
 fn validate(raw: pb::AgentRequest, trace: TraceContext) -> Result<Turn, Box<(pb::AgentRequest, ClawError)>> {
@@ -123,6 +144,11 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
     };
     if !agent_cfg.tenants.is_empty() && !agent_cfg.tenants.contains(&turn.principal.tenant) {
         let err = ClawError::new(ErrorCode::PermissionDenied, format!("agent {} is not available to this tenant", turn.agent));
+        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+    }
+    // Policy: may this principal use this agent? Audited; denied means no LLM call.
+    let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, &agent_cfg, &turn.raw);
+    if let Err(err) = guard.authorize_agent().await {
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
 
@@ -224,6 +250,7 @@ async fn run_leased(
     let deltas = crate::worker::DeltaForwarder::start(ctx, &turn.raw, turn.trace);
     let on_delta = |text: &str| deltas.push(text);
     let max_steps = agent_cfg.max_steps.unwrap_or(ctx.config.worker.max_steps);
+    let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, agent_cfg, &turn.raw);
     let outcome = run_loop(
         &ctx.llm,
         &ctx.tools,
@@ -234,6 +261,7 @@ async fn run_leased(
             max_steps,
             deadline: turn.deadline,
             request_id: turn.request_id.as_str(),
+            guard: &guard,
         },
         &on_delta,
     )

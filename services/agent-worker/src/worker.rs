@@ -27,6 +27,10 @@ pub enum WorkerError {
     Llm(#[from] clawhive_llm::LlmError),
     #[error("worker task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyLoadError),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub struct Deps {
@@ -42,6 +46,10 @@ pub(crate) struct Ctx {
     pub llm: LlmRouter,
     pub tools: Registry,
     pub instance_id: String,
+    /// Verifies the ingress's signature over each request's principal.
+    pub signer: Option<clawhive_core::signing::EnvelopeSigner>,
+    /// Who may use which agent and tool; reloaded when the file changes.
+    pub policy: crate::policy::PolicyWatch,
 }
 
 pub struct WorkerHandle {
@@ -70,6 +78,9 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         max_deliver: cfg.bus.max_attempts + 1,
         max_ack_pending: 10_000,
     };
+    let signer = clawhive_core::signing::signer_from_config(&cfg.security)
+        .map_err(WorkerError::Config)?;
+    let policy = crate::policy::PolicyWatch::load(&cfg.security.policy_file)?;
     let mut consumer = deps.bus.consume(spec).await?;
     let instance_id = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let ctx = Arc::new(Ctx {
@@ -79,7 +90,10 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         llm: deps.llm,
         tools: Registry::builtin(),
         instance_id: instance_id.clone(),
+        signer,
+        policy,
     });
+    ctx.policy.spawn_reloader(shutdown.clone());
     for agent in &cfg.agents {
         for t in &agent.tools {
             if ctx.tools.get(t).is_none() {

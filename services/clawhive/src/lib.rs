@@ -1,10 +1,12 @@
 //! The `clawhive` command line.
 //!
+//! - [`admin`]: `clawhive admin user|token …` — users and API tokens via the Admin API.
 //! - [`chat`]: `clawhive chat` — talk to a gateway over gRPC.
 //! - `config check` — print the effective (redacted) config or a one-line error.
 //! - [`up`]: `clawhive up` — gateway + N agent workers in one process, with
 //!   their own `nats-server` and `redis-server` ([`local_servers`]) unless `--external`.
 
+pub mod admin;
 pub mod chat;
 pub mod local_servers;
 pub mod up;
@@ -32,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage users and API tokens of your tenant (needs an admin token).
+    Admin(admin::AdminArgs),
     /// Chat with a running gateway (one message, or one turn per stdin line).
     Chat(chat::ChatArgs),
     /// Configuration tools.
@@ -57,6 +61,7 @@ pub fn main_entry() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config { command: ConfigCommand::Check { config } } => config_check(config.as_deref()),
+        Command::Admin(args) => runtime().block_on(admin::run(args)),
         Command::Chat(args) => runtime().block_on(chat::run(args)),
         Command::Up(args) => runtime().block_on(up::run(args)),
     }

@@ -138,7 +138,8 @@ pub async fn run(args: UpArgs) -> ExitCode {
     }
 }
 
-type Adapters = (Arc<dyn Bus>, Arc<dyn clawhive_store::SessionStore>);
+/// The bus, and the store twice: as sessions and as identities (the same object).
+type Adapters = (Arc<dyn Bus>, Arc<dyn clawhive_store::SessionStore>, Arc<dyn clawhive_store::IdentityStore>);
 
 async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<Adapters> {
     use anyhow::Context;
@@ -148,12 +149,14 @@ async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<
             let ttl = Duration::from_secs(cfg.store.turn_record_ttl_secs);
             let store = clawhive_store::EmbeddedStore::open_with_turn_ttl(&path, ttl)
                 .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
-            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), Arc::new(store))
+            let store = Arc::new(store);
+            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store)
         }
         Backend::Servers | Backend::External => {
             let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?;
             let store = clawhive_store::RedisStore::connect(&cfg.store).await.context("cannot connect to Redis")?;
-            (Arc::new(bus), Arc::new(store))
+            let store = Arc::new(store);
+            (Arc::new(bus), store.clone(), store)
         }
     })
 }
@@ -168,7 +171,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let (bus, store) = adapters(cfg, backend, dir).await?;
+    let (bus, store, identity) = adapters(cfg, backend, dir).await?;
     bus.ensure_topology().await.context("cannot set up the bus streams")?;
     let llm = clawhive_llm::LlmRouter::from_config(&cfg.llm, &|k| std::env::var(k).ok())
         .context("cannot set up the LLM providers")?;
@@ -187,7 +190,7 @@ async fn serve(
     }
     let gateway = match clawhive_gateway::start(
         cfg,
-        clawhive_gateway::Deps { bus: bus.clone(), store: store.clone() },
+        clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity },
         shutdown.child_token(),
     )
     .await

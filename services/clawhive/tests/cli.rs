@@ -253,3 +253,63 @@ async fn up_serves_chat_persists_and_shuts_down_cleanly(backend: &str, path: Opt
 
     let _ = std::fs::remove_dir_all(&data);
 }
+
+async fn admin(up: &Up, args: &[&str]) -> std::process::Output {
+    let mut c = tokio::process::Command::new(BIN);
+    c.arg("admin").args(args).args(["--addr", &format!("http://{}", up.grpc), "--token", &up.token]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CLAWHIVE_") {
+            c.env_remove(k);
+        }
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("admin timed out").unwrap();
+    assert!(out.status.success(), "clawhive admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// `clawhive admin` against `clawhive up` (embedded): a user, an issued token
+/// that chats, then revoked and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_issues_and_revokes_tokens_on_up_embedded() {
+    let llm = clawhive_tests::fake_llm::FakeLlm::start().await;
+    let data = temp_dir("admin");
+    let log = data.join("up.log");
+    let up = start_up(&data, &llm.openai_base_url(), &log, "embedded", None);
+
+    let out = admin(&up, &["user", "create", "bob", "--role", "member", "--group", "eng"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created user bob in tenant local"));
+    let out = admin(&up, &["user", "list"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob\troles=member\tgroups=eng"));
+
+    let out = admin(&up, &["token", "issue", "bob", "--expires-in-days", "30", "--label", "ci"]).await;
+    let bob_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(bob_token.starts_with("chv1_"), "{bob_token}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token_id = stderr
+        .split_once("token id: ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("the token id is printed")
+        .to_string();
+
+    let bob = Up { child: Command::new("true").spawn().unwrap(), grpc: up.grpc.clone(), token: bob_token, pids: vec![] };
+    let out = chat(&bob, "b1", "hi from bob").await;
+    assert!(out.status.success(), "stderr: {}\nup log:\n{}", String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo[1]: hi from bob"));
+
+    let out = admin(&up, &["token", "list", "bob"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(&token_id) && listed.contains("active") && !listed.contains(&bob.token), "{listed}");
+
+    admin(&up, &["token", "revoke", &token_id]).await;
+    let out = chat(&bob, "b1", "still there?").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: Unauthenticated:"), "{}",
+        String::from_utf8_lossy(&out.stderr));
+    let out = admin(&up, &["token", "list", "bob"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    drop(bob);
+
+    stop_up(up, &log);
+    let _ = std::fs::remove_dir_all(&data);
+}

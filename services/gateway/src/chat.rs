@@ -184,7 +184,7 @@ impl Gateway {
         let timeout_ms = input.timeout_ms.filter(|t| *t > 0).unwrap_or(gw.default_timeout_ms).min(gw.max_timeout_ms);
         let now = now_unix_ms();
         let call_id = uuid::Uuid::new_v4().simple().to_string();
-        let req = pb::AgentRequest {
+        let mut req = pb::AgentRequest {
             request_id: request_id.to_string(),
             principal: Some(pb::Principal::from(who)),
             session_id: session.to_string(),
@@ -200,7 +200,11 @@ impl Gateway {
             created_unix_ms: now,
             stream_deltas: true,
             speaker: who.user.to_string(),
+            signature: Vec::new(),
         };
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut req);
+        }
         let trace = input
             .traceparent
             .as_deref()

@@ -27,6 +27,12 @@ pub fn status_of(e: &ClawError) -> Status {
     Status::new(code, e.message.clone())
 }
 
+/// The caller of a gRPC request (see [`Gateway::authenticate`]).
+pub async fn authenticate<T>(gw: &Gateway, req: &Request<T>) -> Result<Principal, Status> {
+    let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    gw.authenticate(header).await.map_err(|e| status_of(&e))
+}
+
 pub struct AssistantService {
     gw: Arc<Gateway>,
 }
@@ -36,9 +42,8 @@ impl AssistantService {
         Self { gw }
     }
 
-    fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        self.gw.auth.authenticate(header).map_err(|e| status_of(&e))
+    async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        authenticate(&self.gw, req).await
     }
 }
 
@@ -49,7 +54,7 @@ impl Assistant for AssistantService {
     type ChatStream = EventStream;
 
     async fn chat(&self, req: Request<pb::ChatRequest>) -> Result<Response<EventStream>, Status> {
-        let who = self.principal(&req)?;
+        let who = self.principal(&req).await?;
         let traceparent = req.metadata().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
         let r = req.into_inner();
         let input = ChatInput {
@@ -79,7 +84,7 @@ impl Assistant for AssistantService {
         &self,
         req: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
-        let who = self.principal(&req)?;
+        let who = self.principal(&req).await?;
         self.gw.list_sessions(&who).await.map(Response::new).map_err(|e| status_of(&e))
     }
 
@@ -87,7 +92,7 @@ impl Assistant for AssistantService {
         &self,
         req: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let who = self.principal(&req)?;
+        let who = self.principal(&req).await?;
         self.gw.get_session(&who, &req.get_ref().session_id).await.map(Response::new).map_err(|e| status_of(&e))
     }
 
@@ -95,7 +100,7 @@ impl Assistant for AssistantService {
         &self,
         req: Request<pb::ResetSessionRequest>,
     ) -> Result<Response<pb::ResetSessionResponse>, Status> {
-        let who = self.principal(&req)?;
+        let who = self.principal(&req).await?;
         let existed = self.gw.reset_session(&who, &req.get_ref().session_id).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(pb::ResetSessionResponse { existed }))
     }

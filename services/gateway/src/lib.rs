@@ -8,6 +8,8 @@
 //!   stream deltas, finish on the final reply or the deadline.
 //! - [`sessions`]: list / get / reset, with the ownership rules.
 //! - [`grpc`]: the `clawhive.v1.Assistant` service, health and reflection.
+//! - [`admin`]: the `clawhive.v1.Admin` service (users, issued tokens), admins only,
+//!   within their own tenant.
 //! - [`http`]: the JSON / SSE API, `/healthz`, `/readyz`.
 //! - [`state`]: what both APIs share (config, auth, store, bus, fan-in).
 //! - [`server`]: binding, serving and graceful shutdown.
@@ -18,6 +20,7 @@
 //!   unregistered when it ends for any reason (reply, deadline, client gone);
 //! - another user's session answers exactly like a missing one (not found).
 
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod fanin;

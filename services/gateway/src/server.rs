@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::fanin::FanIn;
+use crate::admin::AdminService;
 use crate::grpc::AssistantService;
 use crate::state::Gateway;
 use axum::serve::ListenerExt;
@@ -9,8 +10,9 @@ use clawhive_bus::envelope::Envelopes;
 use clawhive_bus::nats::NatsBus;
 use clawhive_bus::{Bus, BusError, Subjects};
 use clawhive_core::config::Config;
+use clawhive_proto::v1::admin_server::AdminServer;
 use clawhive_proto::v1::assistant_server::AssistantServer;
-use clawhive_store::{RedisStore, SessionStore, StoreError};
+use clawhive_store::{IdentityStore, RedisStore, SessionStore, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,8 @@ pub enum GatewayError {
 pub struct Deps {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn SessionStore>,
+    /// Users and issued tokens (usually the same object as `store`).
+    pub identity: Arc<dyn IdentityStore>,
 }
 
 /// A running gateway.
@@ -65,6 +69,8 @@ async fn bind(addr: &str) -> Result<TcpListener, GatewayError> {
 /// and lets in-flight calls finish for up to 10 s.
 pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<GatewayHandle, GatewayError> {
     let auth = Authenticator::from_config(&cfg.gateway)?;
+    let signer = clawhive_core::signing::signer_from_config(&cfg.security)
+        .map_err(GatewayError::Config)?;
     let instance_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
     let subjects = Subjects::new(&cfg.bus.namespace);
     let grpc_listener = bind(&cfg.gateway.grpc_addr).await?;
@@ -84,7 +90,9 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         envelopes: Envelopes::new(deps.bus.clone(), subjects),
         bus: deps.bus,
         store: deps.store,
+        identity: deps.identity,
         fanin,
+        signer,
     });
 
     // gRPC: the API, health, reflection.
@@ -109,6 +117,7 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AssistantServer::new(AssistantService::new(gw.clone())))
+        .add_service(AdminServer::new(AdminService::new(gw.clone())))
         .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned());
 
     // HTTP.
@@ -154,7 +163,7 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
     let bus = NatsBus::connect(&cfg.bus).await?;
     bus.ensure_topology().await?;
-    let store = RedisStore::connect(&cfg.store).await?;
-    let handle = start(&cfg, Deps { bus: Arc::new(bus), store: Arc::new(store) }, shutdown).await?;
+    let store = Arc::new(RedisStore::connect(&cfg.store).await?);
+    let handle = start(&cfg, Deps { bus: Arc::new(bus), store: store.clone(), identity: store }, shutdown).await?;
     handle.wait().await
 }

@@ -40,6 +40,11 @@ impl Cluster {
     /// Cluster mode: real nats-server and redis-server, the gateway in this
     /// process and `workers` agent-worker processes.
     pub async fn start(workers: usize) -> Cluster {
+        Self::start_with(workers, None).await
+    }
+
+    /// [`Cluster::start`] with an optional policy document (`security.policy_file`).
+    pub async fn start_with(workers: usize, policy: Option<&str>) -> Cluster {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server");
         let redis = RedisServer::start().expect("redis-server");
@@ -50,6 +55,7 @@ impl Cluster {
             std::process::id(),
             nats.port()
         ));
+        let toml = with_policy(toml, policy, &config_path);
         std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
         let nats_bus = Arc::new(NatsBus::connect(&config.bus).await.expect("bus"));
@@ -59,7 +65,7 @@ impl Cluster {
         let shutdown = CancellationToken::new();
         let gateway = clawhive_gateway::start(
             &config,
-            clawhive_gateway::Deps { bus: bus.clone(), store },
+            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity: store },
             shutdown.clone(),
         )
         .await
@@ -86,6 +92,11 @@ impl Cluster {
     /// Single-process mode: the in-process bus, the embedded store (a file),
     /// the gateway and `workers` workers all in this process; no servers.
     pub async fn start_embedded(workers: usize) -> Cluster {
+        Self::start_embedded_with(workers, None).await
+    }
+
+    /// [`Cluster::start_embedded`] with an optional policy document (`security.policy_file`).
+    pub async fn start_embedded_with(workers: usize, policy: Option<&str>) -> Cluster {
         clawhive_telemetry::install_crypto_provider();
         let llm = FakeLlm::start().await;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -95,16 +106,18 @@ impl Cluster {
         std::fs::create_dir_all(&data_dir).unwrap();
         let toml = config_toml("nats://unused:1", "redis://unused:1", &llm);
         let config_path = data_dir.join("config.toml");
+        let toml = with_policy(toml, policy, &config_path);
         std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
         let bus: Arc<dyn Bus> = Arc::new(clawhive_bus::MemoryBus::new(&config.bus));
         bus.ensure_topology().await.expect("topology");
-        let store: Arc<dyn clawhive_store::SessionStore> =
+        let embedded =
             Arc::new(clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).expect("embedded store"));
+        let store: Arc<dyn clawhive_store::SessionStore> = embedded.clone();
         let shutdown = CancellationToken::new();
         let gateway = clawhive_gateway::start(
             &config,
-            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone() },
+            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity: embedded },
             shutdown.clone(),
         )
         .await
@@ -159,6 +172,40 @@ impl Cluster {
     pub fn http_base(&self) -> String {
         format!("http://{}", self.gateway.http_addr)
     }
+
+    /// Where the policy document (if any) lives: next to the config file.
+    pub fn policy_path(&self) -> PathBuf {
+        policy_path_for(&self.config_path)
+    }
+}
+
+fn policy_path_for(config_path: &std::path::Path) -> PathBuf {
+    config_path.with_extension("policy.toml")
+}
+
+/// Writes `policy` next to the config file and points `security.policy_file` at it.
+fn with_policy(toml: String, policy: Option<&str>, config_path: &std::path::Path) -> String {
+    let Some(policy) = policy else { return toml };
+    let path = policy_path_for(config_path);
+    std::fs::write(&path, policy).unwrap();
+    let line = format!("policy_file = {:?}\n", path.display().to_string());
+    if toml.contains("\n[security]\n") {
+        toml.replacen("\n[security]\n", &format!("\n[security]\n{line}"), 1)
+    } else {
+        format!("{toml}\n[security]\n{line}")
+    }
+}
+
+/// The envelope-signing key shared by the test gateway and workers (a file, as
+/// a mounted Kubernetes Secret would be).
+pub const ENVELOPE_KEY: &str = "e2e-envelope-key-0123456789abcdef0123456789";
+
+pub fn envelope_key_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("clawhive-e2e-envelope-key-{}", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, ENVELOPE_KEY).unwrap();
+    }
+    path
 }
 
 /// The test system's config: three users in two tenants, an OpenAI-protocol
@@ -222,7 +269,12 @@ system_prompt = "You are a test agent."
 id = "claude"
 model = "fakeanthropic/claude-test"
 tools = ["current_time"]
+
+[security]
+envelope_key_file = "{key_file}"
+require_signed_envelopes = true
 "#,
+        key_file = envelope_key_file().display(),
         nats = nats_url,
         redis = redis_url,
         alice = clawhive_core::token::hash_token(ALICE),
@@ -237,6 +289,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_file(self.policy_path());
         if let Some(dir) = &self.data_dir {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -1,8 +1,11 @@
 //! Durable pull consumers.
 //!
-//! Each member pulls one message at a time, and only while its owner waits in
-//! [`Consumer::next`], so a busy member never sits on messages an idle one
-//! could take, and `ack_wait` starts when the work does.
+//! Each member pulls one message at a time with a one-shot pull request, sent
+//! only while its owner waits in [`Consumer::next`]: a busy member never sits
+//! on messages an idle one could take, `ack_wait` starts when the work does,
+//! and nothing is buffered in a subscription that nobody polls (a buffered
+//! message on an unpolled pull stream used to be dropped with its stream on a
+//! missed heartbeat and came back only after `ack_wait`).
 //!
 //! The member outlives transient trouble: a missed heartbeat, a failed pull or
 //! a consumer deleted behind our back is logged, and the member re-binds
@@ -13,7 +16,7 @@ use super::{Shared, headers, topology};
 use crate::port::{Acker, BusError, BusMessage, Consumer, ConsumerSpec, Delivery};
 use crate::spec::{validate, within};
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::ConsumerErrorKind;
@@ -23,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one pull request stays open on the server.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// The server's idle heartbeat on an open pull; two missed ones mean trouble.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
 const MIN_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
@@ -34,7 +37,7 @@ pub(super) struct NatsConsumer {
     spec: ConsumerSpec,
     stream: String,
     /// `None` after trouble, until the next successful re-bind.
-    messages: Option<pull::Stream>,
+    consumer: Option<PullConsumer>,
     pause: Duration,
 }
 
@@ -52,8 +55,8 @@ impl NatsConsumer {
                 spec.durable, spec.filter_subject
             )));
         }
-        let mut consumer = NatsConsumer { shared, spec, stream, messages: None, pause: MIN_PAUSE };
-        consumer.messages = Some(consumer.open().await?);
+        let mut consumer = NatsConsumer { shared, spec, stream, consumer: None, pause: MIN_PAUSE };
+        consumer.consumer = Some(consumer.bind().await?);
         Ok(consumer)
     }
 
@@ -83,18 +86,6 @@ impl NatsConsumer {
         }
     }
 
-    async fn open(&self) -> Result<pull::Stream, BusError> {
-        let consumer = self.bind().await?;
-        consumer
-            .stream()
-            .max_messages_per_batch(1)
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_HEARTBEAT)
-            .messages()
-            .await
-            .map_err(|e| self.error(&e))
-    }
-
     fn error(&self, e: &dyn std::fmt::Display) -> BusError {
         BusError::Consume(format!(
             "consumer {} on stream {} ({}) at {}: {e}",
@@ -114,14 +105,14 @@ impl Consumer for NatsConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         loop {
             if self.shared.is_closed() {
-                self.messages = None;
+                self.consumer = None;
                 return None;
             }
-            let Some(messages) = self.messages.as_mut() else {
-                match self.open().await {
-                    Ok(messages) => {
+            let Some(consumer) = self.consumer.as_ref() else {
+                match self.bind().await {
+                    Ok(consumer) => {
                         tracing::info!(consumer = %self.spec.durable, stream = %self.stream, "Consumer resumed.");
-                        self.messages = Some(messages);
+                        self.consumer = Some(consumer);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "Cannot re-bind the consumer yet; retrying.");
@@ -130,31 +121,43 @@ impl Consumer for NatsConsumer {
                 }
                 continue;
             };
-            match messages.next().await {
+            let batch = consumer
+                .batch()
+                .max_messages(1)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    self.trouble(&e).await;
+                    continue;
+                }
+            };
+            match batch.next().await {
                 Some(Ok(message)) => {
                     self.pause = MIN_PAUSE;
                     return Some(Ok(delivery(message)));
                 }
-                Some(Err(e)) => {
-                    let quiet = matches!(e.kind(), MessagesErrorKind::MissingHeartbeat)
-                        && self.shared.client.connection_state() != async_nats::connection::State::Connected;
-                    if quiet {
-                        tracing::debug!(consumer = %self.spec.durable, error = %e, "Consumer lost its pull while disconnected.");
-                    } else {
-                        tracing::warn!(consumer = %self.spec.durable, stream = %self.stream, error = %e, "Consumer trouble; re-binding.");
-                    }
-                    self.messages = None;
-                    self.back_off().await;
-                }
-                None => {
-                    self.messages = None;
-                    if !self.shared.is_closed() {
-                        tracing::warn!(consumer = %self.spec.durable, "Consumer's message stream ended; re-binding.");
-                        self.back_off().await;
-                    }
-                }
+                Some(Err(e)) => self.trouble(&e).await,
+                // The pull expired with nothing to deliver: ask again.
+                None => {}
             }
         }
+    }
+}
+
+impl NatsConsumer {
+    /// Logs a failed pull (quietly while disconnected) and re-binds after a pause.
+    async fn trouble(&mut self, e: &(dyn std::fmt::Display + Sync)) {
+        if self.shared.client.connection_state() != async_nats::connection::State::Connected {
+            tracing::debug!(consumer = %self.spec.durable, error = %e, "Consumer lost its pull while disconnected.");
+        } else {
+            tracing::warn!(consumer = %self.spec.durable, stream = %self.stream, error = %e, "Consumer trouble; re-binding.");
+        }
+        self.consumer = None;
+        self.back_off().await;
     }
 }
 

@@ -14,6 +14,7 @@
 //! restarts. Lock order: the redb write lock first, then the lease table.
 
 mod errors;
+mod identity;
 mod leases;
 mod ops;
 mod tables;
@@ -96,6 +97,7 @@ impl EmbeddedStore {
             path: path.to_path_buf(),
         };
         ops::init(&inner)?;
+        identity::init(&inner)?;
         Ok(EmbeddedStore { inner: Arc::new(inner) })
     }
 

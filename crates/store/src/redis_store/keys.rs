@@ -30,6 +30,10 @@ impl KeyLayout {
         (!prefix.contains(['{', '}'])).then(|| KeyLayout { prefix: prefix.to_string() })
     }
 
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub(crate) fn session(&self, key: &SessionKey) -> SessionKeys {
         SessionKeys { base: format!("{}:{{{}:{}}}", self.prefix, key.tenant, key.session) }
     }

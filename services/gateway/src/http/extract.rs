@@ -56,7 +56,7 @@ impl FromRequestParts<Arc<Gateway>> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        gw.auth.authenticate(header).map(Authed).map_err(ApiError::from)
+        gw.authenticate(header).await.map(Authed).map_err(ApiError::from)
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Env {
     pub cfg: Config,
 }
 
-fn token(secret: &str, user: &str) -> StaticToken {
+pub fn token(secret: &str, user: &str) -> StaticToken {
     StaticToken {
         token_env: None,
         token_sha256: Some(hash_token(secret)),
@@ -47,6 +47,11 @@ fn token(secret: &str, user: &str) -> StaticToken {
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(|_| {}).await
+    }
+
+    /// [`Env::start`], with `adjust` applied to the config before the gateway starts.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server starts");
         let redis = RedisServer::start().expect("redis-server starts");
@@ -58,16 +63,16 @@ impl Env {
         cfg.gateway.http_addr = "127.0.0.1:0".into();
         cfg.gateway.max_body_bytes = 1024;
         cfg.gateway.tokens = vec![token(TOKEN_A, "alice"), token(TOKEN_B, "bob")];
+        adjust(&mut cfg);
         cfg.validate().expect("valid test config");
 
         let bus = NatsBus::connect(&cfg.bus).await.expect("bus connects");
         bus.ensure_topology().await.expect("topology");
         let bus: Arc<dyn Bus> = Arc::new(bus);
-        let store = RedisStore::connect(&cfg.store).await.expect("store connects");
+        let store = Arc::new(RedisStore::connect(&cfg.store).await.expect("store connects"));
         let shutdown = CancellationToken::new();
-        let handle = clawhive_gateway::start(&cfg, Deps { bus: bus.clone(), store: Arc::new(store) }, shutdown.clone())
-            .await
-            .expect("gateway starts");
+        let deps = Deps { bus: bus.clone(), store: store.clone(), identity: store };
+        let handle = clawhive_gateway::start(&cfg, deps, shutdown.clone()).await.expect("gateway starts");
         assert_ne!(handle.http_addr.port(), 0);
         assert_ne!(handle.grpc_addr.port(), 0);
         let base = format!("http://{}", handle.http_addr);

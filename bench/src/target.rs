@@ -1,0 +1,302 @@
+//! The system under test: a cluster of real processes (nats-server,
+//! redis-server, the gateway and N agent workers), or `clawhive up` as one
+//! process. Both answer on loopback gRPC and HTTP and report their processes.
+
+use anyhow::{Context, bail};
+use clawhive_tests::fake_llm::FakeLlm;
+use clawhive_tests::nats_server::NatsServer;
+use clawhive_tests::procs::{ServiceProcess, binary};
+use clawhive_tests::redis_server::RedisServer;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "bench-token";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// nats-server, redis-server, the gateway and each worker as separate processes.
+    Cluster,
+    /// `clawhive up` as one process with the in-process bus and the embedded store.
+    Embedded,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub workers: usize,
+    pub worker_concurrency: usize,
+    /// `RUST_LOG` of the service processes.
+    pub rust_log: String,
+    /// Run the service binaries next to this one as they are, without `cargo build`.
+    pub prebuilt: bool,
+}
+
+/// One process of the system under test.
+#[derive(Clone, Debug, Serialize)]
+pub struct Proc {
+    pub name: String,
+    pub pid: u32,
+    /// Spawn → ready: `/readyz` = 200 for the gateway and `clawhive up`,
+    /// the "agent worker started" log line for a worker; `None` for servers the harness starts.
+    pub ready_ms: Option<f64>,
+}
+
+pub struct Target {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub procs: Vec<Proc>,
+    pub llm: FakeLlm,
+    // Dropped in reverse order of start: services first, then the servers.
+    children: Vec<ServiceProcess>,
+    _redis: Option<RedisServer>,
+    _nats: Option<NatsServer>,
+    config_path: PathBuf,
+    data_dir: Option<PathBuf>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.children.clear();
+        let _ = std::fs::remove_file(&self.config_path);
+        if let Some(d) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Target {
+    pub async fn start(s: &Settings) -> anyhow::Result<Target> {
+        match s.mode {
+            Mode::Cluster => start_cluster(s).await,
+            Mode::Embedded => start_embedded(s).await,
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago (the children cannot report port 0 back).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn config_toml(
+    s: &Settings,
+    nats_url: &str,
+    redis_url: &str,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    llm: &FakeLlm,
+) -> String {
+    format!(
+        r#"
+[bus]
+nats_url = "{nats_url}"
+ack_wait_ms = 30000
+max_attempts = 3
+
+[store]
+redis_url = "{redis_url}"
+
+[worker]
+concurrency = {conc}
+lease_ttl_ms = 30000
+lease_wait_ms = 120000
+drain_timeout_ms = 2000
+
+[gateway]
+grpc_addr = "{grpc}"
+http_addr = "{http}"
+default_timeout_ms = 120000
+max_timeout_ms = 600000
+request_timeout_ms = 60000
+
+[[gateway.tokens]]
+token_sha256 = "{token}"
+tenant = "bench"
+user = "bench"
+
+[llm.providers.fake]
+kind = "openai"
+base_url = "{openai}"
+max_retries = 0
+
+[[agents]]
+id = "default"
+model = "fake/echo-model"
+tools = []
+system_prompt = "You are a benchmark agent."
+"#,
+        conc = s.worker_concurrency,
+        token = clawhive_core::token::hash_token(TOKEN),
+        openai = llm.openai_base_url(),
+    )
+}
+
+fn write_config(toml: &str, tag: &str) -> anyhow::Result<PathBuf> {
+    clawhive_core::config::Config::from_sources(Some(toml), Vec::new()).context("the bench config is invalid")?;
+    let path = std::env::temp_dir().join(format!("clawhive-bench-{}-{tag}.toml", std::process::id()));
+    std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn build(package: &'static str, bin: &'static str, prebuilt: bool) -> anyhow::Result<PathBuf> {
+    if prebuilt {
+        let exe = std::env::current_exe()?;
+        let path = exe.parent().context("no directory around this binary")?.join(bin);
+        if !path.exists() {
+            bail!("--prebuilt: {} does not exist; build it with cargo build -p {package}", path.display());
+        }
+        return Ok(path);
+    }
+    binary(package, bin).with_context(|| format!("building {bin}"))
+}
+
+async fn start_cluster(s: &Settings) -> anyhow::Result<Target> {
+    let prebuilt = s.prebuilt;
+    let gateway_bin =
+        tokio::task::spawn_blocking(move || build("clawhive-gateway", "clawhive-gateway", prebuilt)).await??;
+    let worker_bin =
+        tokio::task::spawn_blocking(move || build("clawhive-agent-worker", "clawhive-agent-worker", prebuilt))
+            .await??;
+    let nats = tokio::task::spawn_blocking(NatsServer::start).await?.context("starting nats-server")?;
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await?.context("starting redis-server")?;
+    let llm = FakeLlm::start().await;
+    let grpc_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let http_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let config_path =
+        write_config(&config_toml(s, &nats.url(), &redis.url(), grpc_addr, http_addr, &llm), &nats.port().to_string())?;
+    let config = config_path.to_str().context("temp path is not UTF-8")?.to_string();
+    let env = [("RUST_LOG", s.rust_log.clone())];
+
+    let mut procs = Vec::new();
+    for (pid, comm) in crate::sys::children() {
+        if comm.starts_with("nats-server") || comm.starts_with("redis-server") {
+            procs.push(Proc { name: comm, pid, ready_ms: None });
+        }
+    }
+    procs.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut children = Vec::new();
+    let t0 = Instant::now();
+    let gateway = ServiceProcess::spawn(&gateway_bin, &["--config", &config], &env)?;
+    let ready = wait_readyz(http_addr, t0, &gateway).await?;
+    procs.push(Proc { name: "gateway".into(), pid: gateway.pid(), ready_ms: Some(ready) });
+    children.push(gateway);
+
+    for i in 0..s.workers {
+        let t0 = Instant::now();
+        let w = ServiceProcess::spawn(&worker_bin, &["--config", &config], &env)?;
+        let ready = wait_log(&w, "agent worker started", t0).await?;
+        procs.push(Proc { name: format!("worker-{i}"), pid: w.pid(), ready_ms: Some(ready) });
+        children.push(w);
+    }
+    Ok(Target {
+        grpc_addr,
+        http_addr,
+        procs,
+        llm,
+        children,
+        _redis: Some(redis),
+        _nats: Some(nats),
+        config_path,
+        data_dir: None,
+    })
+}
+
+async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
+    let prebuilt = s.prebuilt;
+    const NEEDS: &str = "embedded mode needs clawhive up with embedded adapters";
+    let up_bin = tokio::task::spawn_blocking(move || build("clawhive", "clawhive", prebuilt)).await??;
+    let llm = FakeLlm::start().await;
+    let grpc_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let http_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    // Unused by embedded adapters; unreachable on purpose so a non-embedded `up --external` fails loudly.
+    let toml = config_toml(s, "nats://127.0.0.1:1", "redis://127.0.0.1:1", grpc_addr, http_addr, &llm);
+    let config_path = write_config(&toml, "up")?;
+    let data_dir = std::env::temp_dir().join(format!("clawhive-bench-data-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir)?;
+    let workers = s.workers.to_string();
+    let grpc = grpc_addr.to_string();
+    let http = http_addr.to_string();
+    let args = [
+        "up",
+        "--backend",
+        "embedded",
+        "--config",
+        config_path.to_str().context("temp path is not UTF-8")?,
+        "--workers",
+        &workers,
+        "--grpc-addr",
+        &grpc,
+        "--http-addr",
+        &http,
+    ];
+    let env = [("RUST_LOG", s.rust_log.clone()), ("CLAWHIVE_DATA_DIR", data_dir.display().to_string())];
+    let t0 = Instant::now();
+    let up = ServiceProcess::spawn(&up_bin, &args, &env)?;
+    let ready = wait_readyz(http_addr, t0, &up).await;
+    let cleanup = |e: anyhow::Error| {
+        let _ = std::fs::remove_file(&config_path);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        e
+    };
+    let ready = ready.map_err(|e| {
+        let e = if up.log().contains("--backend") { e.context(NEEDS) } else { e };
+        cleanup(e)
+    })?;
+    // `clawhive up --backend embedded` says "bus: in-process" and starts no server processes.
+    if !up.log().contains("bus: in-process") || !crate::sys::children_of(up.pid()).is_empty() {
+        let log = up.log();
+        drop(up);
+        return Err(cleanup(anyhow::anyhow!("{NEEDS} (this `clawhive up` did not run in-process):\n{log}")));
+    }
+    let procs = vec![Proc { name: "clawhive-up".into(), pid: up.pid(), ready_ms: Some(ready) }];
+    Ok(Target {
+        grpc_addr,
+        http_addr,
+        procs,
+        llm,
+        children: vec![up],
+        _redis: None,
+        _nats: None,
+        config_path,
+        data_dir: Some(data_dir),
+    })
+}
+
+/// Polls `GET /readyz` every millisecond until 200; returns ms since `t0`.
+async fn wait_readyz(http: SocketAddr, t0: Instant, proc_: &ServiceProcess) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let end = t0 + START_TIMEOUT;
+    while Instant::now() < end {
+        if let Ok(mut conn) = tokio::net::TcpStream::connect(http).await {
+            let _ = conn.write_all(b"GET /readyz HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n").await;
+            let mut head = [0u8; 12];
+            if conn.read_exact(&mut head).await.is_ok() && &head[9..12] == b"200" {
+                return Ok(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        } else if !crate::sys::is_running(proc_.pid()) {
+            bail!("the process exited before {http}/readyz answered 200; log:\n{}", proc_.log());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("{http}/readyz did not answer 200 within {START_TIMEOUT:?}; log:\n{}", proc_.log())
+}
+
+/// Polls the log every 2 ms until it contains `needle`; returns ms since `t0`.
+async fn wait_log(p: &ServiceProcess, needle: &str, t0: Instant) -> anyhow::Result<f64> {
+    let end = t0 + START_TIMEOUT;
+    while Instant::now() < end {
+        if p.log().contains(needle) {
+            return Ok(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if !crate::sys::is_running(p.pid()) {
+            bail!("the process exited before logging {needle:?}; log:\n{}", p.log());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    bail!("no {needle:?} in the log within {START_TIMEOUT:?}; log:\n{}", p.log())
+}
