@@ -277,7 +277,8 @@ mod tests {
         let fake = FakeLlm::start().await;
         let addr = fake.addr();
         let mut hanging =
-            post(addr, "/v1/chat/completions", r##"{"model":"m","messages":[{"role":"user","content":"#hang"}]}"##).await;
+            post(addr, "/v1/chat/completions", r##"{"model":"m","messages":[{"role":"user","content":"#hang"}]}"##)
+                .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(fake.request_count(), 1);
         drop(fake);

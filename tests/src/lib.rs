@@ -13,3 +13,4 @@ pub mod fake_llm;
 pub mod nats_server;
 pub mod procs;
 pub mod redis_server;
+pub mod scratch;

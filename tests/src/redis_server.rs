@@ -7,12 +7,12 @@
 //! [`RedisServer::start`] blocks (at most ~10 s per attempt) until the server
 //! answers `PING`; calling it from a `#[tokio::test]` is fine.
 
+use crate::scratch::{ScratchDir, free_port, tail};
 use anyhow::{Context, bail};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "apt-get install -y redis-server";
@@ -36,7 +36,7 @@ impl RedisServer {
         let mut last_error = None;
         for _ in 0..ATTEMPTS {
             let port = free_port()?;
-            let dir = ScratchDir::create()?;
+            let dir = ScratchDir::create("redis")?;
             match start_on(&binary, port, dir.path()) {
                 Ok(child) => return Ok(RedisServer { child, port, dir: dir.keep() }),
                 Err(StartError::PortTaken(e)) => last_error = Some(e),
@@ -161,54 +161,6 @@ fn answers_ping(port: u16) -> bool {
         }
     }
     buf[..got].starts_with(b"+PONG")
-}
-
-/// A port nobody listens on right now (bound on 127.0.0.1:0 and released).
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot bind 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
-}
-
-/// A fresh directory under the system temp dir, removed on `Drop` unless kept.
-struct ScratchDir(Option<PathBuf>);
-
-impl ScratchDir {
-    fn create() -> anyhow::Result<ScratchDir> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "clawhive-redis-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        // create_dir, not create_dir_all: fail rather than share a directory.
-        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(ScratchDir(Some(path)))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("scratch dir is present until kept")
-    }
-
-    /// Hands the directory over to the caller, who removes it.
-    fn keep(mut self) -> PathBuf {
-        self.0.take().expect("scratch dir is present until kept")
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_dir_all(path);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -59,11 +59,8 @@ async fn grpc_chat_streams_deltas_then_final_and_remembers_history(cluster: Clus
     assert!(msgs.iter().any(|m| m["content"] == "echo[1]: hello there"));
 
     // History is readable through the API.
-    let got = c
-        .get_session(authed(pb::GetSessionRequest { session_id: "s1".into() }, ALICE))
-        .await
-        .unwrap()
-        .into_inner();
+    let got =
+        c.get_session(authed(pb::GetSessionRequest { session_id: "s1".into() }, ALICE)).await.unwrap().into_inner();
     let roles: Vec<_> = got.messages.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
     assert_eq!(got.session.unwrap().message_count, 4);
@@ -103,16 +100,14 @@ async fn http_sse_chat_gets_the_answer_and_anthropic_agent_works(cluster: Cluste
 
 async fn the_tool_loop_runs_a_real_tool(cluster: Cluster) {
     let mut c = cluster.grpc().await;
-    let (_, fin) = chat(&mut c, ALICE, "tools", r#"what time is it? #tool:current_time:{"timezone":"Asia/Kolkata"}"#, "", 0)
-        .await
-        .unwrap();
+    let (_, fin) =
+        chat(&mut c, ALICE, "tools", r#"what time is it? #tool:current_time:{"timezone":"Asia/Kolkata"}"#, "", 0)
+            .await
+            .unwrap();
     assert!(fin.text.starts_with("tool said: "), "{}", fin.text);
     assert!(fin.text.contains("+05:30") && fin.text.contains("Asia/Kolkata"), "{}", fin.text);
-    let got = c
-        .get_session(authed(pb::GetSessionRequest { session_id: "tools".into() }, ALICE))
-        .await
-        .unwrap()
-        .into_inner();
+    let got =
+        c.get_session(authed(pb::GetSessionRequest { session_id: "tools".into() }, ALICE)).await.unwrap().into_inner();
     let roles: Vec<_> = got.messages.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
 }
@@ -151,11 +146,8 @@ async fn a_worker_killed_mid_turn_leaves_the_request_to_another_and_exactly_one_
     assert_eq!(cluster.llm.request_count(), 2, "the new worker re-ran the turn once");
     assert_eq!(count_stored_replies(&cluster.bus, &fin.request_id).await, 1, "exactly one reply on the bus");
     let mut c = cluster.grpc().await;
-    let got = c
-        .get_session(authed(pb::GetSessionRequest { session_id: "crash".into() }, ALICE))
-        .await
-        .unwrap()
-        .into_inner();
+    let got =
+        c.get_session(authed(pb::GetSessionRequest { session_id: "crash".into() }, ALICE)).await.unwrap().into_inner();
     assert_eq!(got.messages.len(), 2, "the turn is in the history exactly once");
 }
 
@@ -219,19 +211,14 @@ async fn bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden(cluste
     let mut c = cluster.grpc().await;
     chat(&mut c, ALICE, "private", "secret plans", "", 0).await.unwrap();
     for token in [BOB, "carol-token"] {
-        let e = c
-            .get_session(authed(pb::GetSessionRequest { session_id: "private".into() }, token))
-            .await
-            .unwrap_err();
+        let e = c.get_session(authed(pb::GetSessionRequest { session_id: "private".into() }, token)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
         if token == BOB {
             let e = chat(&mut c, token, "private", "let me in", "", 0).await.unwrap_err();
             assert_eq!(e.code(), tonic::Code::NotFound);
         }
-        let e = c
-            .reset_session(authed(pb::ResetSessionRequest { session_id: "private".into() }, token))
-            .await
-            .unwrap_err();
+        let e =
+            c.reset_session(authed(pb::ResetSessionRequest { session_id: "private".into() }, token)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
         let list = c.list_sessions(authed(pb::ListSessionsRequest {}, token)).await.unwrap().into_inner();
         assert!(list.sessions.iter().all(|s| s.session_id != "private"));

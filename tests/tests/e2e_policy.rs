@@ -98,7 +98,8 @@ async fn a_tool_call_without_a_grant_is_refused_and_audited(cluster: Cluster) {
     let mut c = cluster.grpc().await;
 
     // Alice holds the grant: the tool runs and she is offered it.
-    let (_, fin) = chat(&mut c, ALICE, "t-alice", &format!("alice asks #tool:current_time:{ARGS}"), "", 0).await.unwrap();
+    let (_, fin) =
+        chat(&mut c, ALICE, "t-alice", &format!("alice asks #tool:current_time:{ARGS}"), "", 0).await.unwrap();
     assert!(fin.text.starts_with("tool said: "), "{}", fin.text);
     assert!(!fin.text.contains("permission denied"), "{}", fin.text);
     let alice_offers = offered_tools(&cluster, "alice asks");
@@ -111,11 +112,8 @@ async fn a_tool_call_without_a_grant_is_refused_and_audited(cluster: Cluster) {
     let bob_offers = offered_tools(&cluster, "bob asks");
     assert!(!bob_offers.is_empty());
     assert!(bob_offers.iter().all(|t| !t.iter().any(|n| n == "current_time")), "{bob_offers:?}");
-    let got = c
-        .get_session(authed(pb::GetSessionRequest { session_id: "t-bob".into() }, BOB))
-        .await
-        .unwrap()
-        .into_inner();
+    let got =
+        c.get_session(authed(pb::GetSessionRequest { session_id: "t-bob".into() }, BOB)).await.unwrap().into_inner();
     let tool_results: Vec<_> = got.messages.iter().filter(|m| m.role == "tool").map(|m| m.content.as_str()).collect();
     assert_eq!(tool_results, [DENIAL]);
 

@@ -3,8 +3,8 @@
 
 mod common;
 
-use clawhive_bus::envelope::{Envelopes, decode_reply};
 use clawhive_bus::Subjects;
+use clawhive_bus::envelope::{Envelopes, decode_reply};
 use clawhive_core::signing::EnvelopeSigner;
 use clawhive_core::{AgentId, TenantId};
 use clawhive_proto::v1 as pb;

@@ -172,13 +172,7 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self {
-            concurrency: 16,
-            max_steps: 8,
-            lease_ttl_ms: 30_000,
-            lease_wait_ms: 20_000,
-            drain_timeout_ms: 20_000,
-        }
+        Self { concurrency: 16, max_steps: 8, lease_ttl_ms: 30_000, lease_wait_ms: 20_000, drain_timeout_ms: 20_000 }
     }
 }
 
@@ -384,7 +378,9 @@ impl Config {
         if self.bus.ack_wait_ms < 1000 {
             return bad("bus.ack_wait_ms must be at least 1000".into());
         }
-        if self.bus.namespace.is_empty() || !self.bus.namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if self.bus.namespace.is_empty()
+            || !self.bus.namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return bad("bus.namespace must be non-empty [a-z0-9_]".into());
         }
         if self.worker.concurrency == 0 {
@@ -516,7 +512,13 @@ mod tests {
         let file = "[bus]\nnats_url = \"nats://file:4222\"\n[worker]\nconcurrency = 2\n";
         let cfg = Config::from_sources(
             Some(file),
-            env(&[("CLAWHIVE_BUS__NATS_URL", "nats://env:4222"), ("CLAWHIVE_WORKER__CONCURRENCY", "7"), ("OTHER", "x"), ("CLAWHIVE_TOKEN", "t"), ("CLAWHIVE_MODEL", "a/b")]),
+            env(&[
+                ("CLAWHIVE_BUS__NATS_URL", "nats://env:4222"),
+                ("CLAWHIVE_WORKER__CONCURRENCY", "7"),
+                ("OTHER", "x"),
+                ("CLAWHIVE_TOKEN", "t"),
+                ("CLAWHIVE_MODEL", "a/b"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.bus.nats_url, "nats://env:4222");
@@ -543,8 +545,11 @@ mod tests {
         let e = Config::from_sources(Some("[bus]\nnats_urll = \"x\"\n"), Vec::new()).unwrap_err();
         assert!(e.to_string().contains("nats_urll"), "{e}");
         assert!(!e.to_string().contains('\n'));
-        let e = Config::from_sources(Some("[[agents]]\nid = \"a\"\nmodel = \"nope\"\n[gateway]\ndefault_agent=\"a\""), Vec::new())
-            .unwrap_err();
+        let e = Config::from_sources(
+            Some("[[agents]]\nid = \"a\"\nmodel = \"nope\"\n[gateway]\ndefault_agent=\"a\""),
+            Vec::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("provider/model"), "{e}");
         let e = Config::from_sources(Some("[bus\n"), Vec::new()).unwrap_err();
         assert!(matches!(e, ConfigError::Parse(_)));
@@ -552,7 +557,10 @@ mod tests {
 
     #[test]
     fn model_split_at_first_slash() {
-        assert_eq!(split_model("openrouter/arcee-ai/trinity-mini:free").unwrap(), ("openrouter", "arcee-ai/trinity-mini:free"));
+        assert_eq!(
+            split_model("openrouter/arcee-ai/trinity-mini:free").unwrap(),
+            ("openrouter", "arcee-ai/trinity-mini:free")
+        );
         assert!(split_model("gpt-4o").is_err());
     }
 

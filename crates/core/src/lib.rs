@@ -22,8 +22,8 @@ pub mod policy;
 pub mod principal;
 pub mod session;
 pub mod signing;
-pub mod token;
 pub mod time;
+pub mod token;
 
 pub use error::{ClawError, ErrorCode};
 pub use ids::{AgentId, IdError, RequestId, SessionId, TenantId, UserId};

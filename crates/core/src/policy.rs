@@ -11,7 +11,16 @@
 //! agents  = ["default", "*"]   # which agents the grant covers; empty = none
 //! tools   = ["current_time", "linkedin.*"]
 //! secrets = ["linkedin-token"]
+//! daily_tokens = 200000        # optional: per-user daily token budget for matching principals
+//!
+//! [budgets]
+//! daily_tokens_per_user = 50000      # optional default; absent = unlimited
+//! daily_tokens_per_tenant = 1000000  # optional, the whole tenant per day
+//! requests_per_minute_per_user = 20  # optional rate limit on turns
 //! ```
+//!
+//! Budgets: a principal's daily token budget is the largest `daily_tokens` among the
+//! grants that match it; if none sets one, `budgets.daily_tokens_per_user`; else unlimited.
 //!
 //! Every pattern is a glob where `*` matches any run of characters (also none).
 //!
@@ -66,6 +75,8 @@ pub struct Grant {
     pub agents: Vec<String>,
     pub tools: Vec<String>,
     pub secrets: Vec<String>,
+    /// Per-user daily token budget override for principals this grant matches.
+    pub daily_tokens: Option<u64>,
 }
 
 impl Grant {
@@ -93,6 +104,20 @@ impl Grant {
 struct Document {
     #[serde(default)]
     grants: Vec<Grant>,
+    #[serde(default)]
+    budgets: Budgets,
+}
+
+/// The optional `[budgets]` table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budgets {
+    /// Daily token budget per user; `None` = unlimited.
+    pub daily_tokens_per_user: Option<u64>,
+    /// Daily token budget of the whole tenant (every tenant); `None` = unlimited.
+    pub daily_tokens_per_tenant: Option<u64>,
+    /// Turns a user may start per minute; `None` = unlimited.
+    pub requests_per_minute_per_user: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,12 +131,13 @@ enum Mode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     mode: Mode,
+    budgets: Budgets,
 }
 
 impl Policy {
     /// What applies when `security.policy_file` is empty.
     pub fn default_open() -> Self {
-        Self { mode: Mode::Open }
+        Self { mode: Mode::Open, budgets: Budgets::default() }
     }
 
     /// Parses a policy document; rejects unknown keys and empty patterns.
@@ -133,7 +159,7 @@ impl Policy {
                 }
             }
         }
-        Ok(Self { mode: Mode::Grants(doc.grants) })
+        Ok(Self { mode: Mode::Grants(doc.grants), budgets: doc.budgets })
     }
 
     pub fn is_default_open(&self) -> bool {
@@ -147,6 +173,31 @@ impl Policy {
             Mode::Grants(g) => g,
         };
         grants.iter().enumerate().filter(move |(_, g)| g.matches(p) && g.covers_agent(agent)).map(|(i, g)| (i + 1, g))
+    }
+
+    /// The daily token budget of `p`: the largest `daily_tokens` among grants matching `p`,
+    /// else `[budgets] daily_tokens_per_user`, else `None` (unlimited).
+    pub fn daily_token_budget(&self, p: &Principal) -> Option<u64> {
+        let grants: &[Grant] = match &self.mode {
+            Mode::Open => &[],
+            Mode::Grants(g) => g,
+        };
+        grants
+            .iter()
+            .filter(|g| g.matches(p))
+            .filter_map(|g| g.daily_tokens)
+            .max()
+            .or(self.budgets.daily_tokens_per_user)
+    }
+
+    /// The whole tenant's daily token budget (`[budgets] daily_tokens_per_tenant`).
+    pub fn daily_tenant_budget(&self) -> Option<u64> {
+        self.budgets.daily_tokens_per_tenant
+    }
+
+    /// How many turns a user may start per minute (`[budgets] requests_per_minute_per_user`).
+    pub fn requests_per_minute(&self) -> Option<u32> {
+        self.budgets.requests_per_minute_per_user
     }
 
     pub fn may_use_agent(&self, p: &Principal, agent: &AgentConfig) -> Decision {
@@ -354,6 +405,47 @@ mod tests {
         assert!(matches!(Policy::parse("grants = 3"), Err(PolicyError::Parse(_))));
         assert!(matches!(Policy::parse("[[grants]\n"), Err(PolicyError::Parse(_))));
         assert!(matches!(Policy::parse("[[grants]]\ntools = [\"\"]"), Err(PolicyError::Invalid(_))));
+    }
+
+    #[test]
+    fn daily_token_budgets() {
+        assert_eq!(Policy::default_open().daily_token_budget(&who("acme", "bob", &[], &[])), None);
+        assert_eq!(Policy::parse(DOC).unwrap().daily_token_budget(&who("acme", "bob", &[], &[])), None);
+        let p = Policy::parse(
+            r#"
+            [budgets]
+            daily_tokens_per_user = 100
+
+            [[grants]]
+            agents = ["*"]
+
+            [[grants]]
+            groups = ["eng-*"]
+            agents = ["*"]
+            daily_tokens = 1000
+
+            [[grants]]
+            roles = ["admin"]
+            agents = ["*"]
+            daily_tokens = 5000
+
+            [[grants]]
+            users = ["tiny"]
+            agents = ["*"]
+            daily_tokens = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.daily_token_budget(&who("acme", "bob", &[], &[])), Some(100));
+        assert_eq!(p.daily_token_budget(&who("acme", "dave", &["eng-x"], &[])), Some(1000));
+        assert_eq!(p.daily_token_budget(&who("acme", "dave", &["eng-x"], &["admin"])), Some(5000));
+        // A grant override replaces the default, even when smaller.
+        assert_eq!(p.daily_token_budget(&who("acme", "tiny", &[], &[])), Some(10));
+        let only_grant = Policy::parse("[[grants]]\nusers = [\"alice\"]\nagents = [\"*\"]\ndaily_tokens = 7").unwrap();
+        assert_eq!(only_grant.daily_token_budget(&who("acme", "alice", &[], &[])), Some(7));
+        assert_eq!(only_grant.daily_token_budget(&who("acme", "bob", &[], &[])), None);
+        assert!(matches!(Policy::parse("[budgets]\ndaily_tokens = 3"), Err(PolicyError::Parse(_))));
+        assert!(matches!(Policy::parse("[budgets]\ndaily_tokens_per_user = -1"), Err(PolicyError::Parse(_))));
     }
 
     #[test]

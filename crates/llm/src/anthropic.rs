@@ -31,9 +31,9 @@ pub fn request_body(model: &str, req: &ChatRequest, default_max_tokens: Option<u
             Role::User => ("user", text_block(&m.content).into_iter().collect()),
             Role::Assistant => {
                 let mut blocks: Vec<Value> = text_block(&m.content).into_iter().collect();
-                blocks.extend(m.tool_calls.iter().map(|c| {
-                    json!({ "type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(&c.arguments) })
-                }));
+                blocks.extend(m.tool_calls.iter().map(
+                    |c| json!({ "type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(&c.arguments) }),
+                ));
                 ("assistant", blocks)
             }
             Role::Tool => {
@@ -69,8 +69,11 @@ pub fn request_body(model: &str, req: &ChatRequest, default_max_tokens: Option<u
             .tools
             .iter()
             .map(|t| {
-                let schema =
-                    if t.parameters.is_object() { t.parameters.clone() } else { json!({ "type": "object", "properties": {} }) };
+                let schema = if t.parameters.is_object() {
+                    t.parameters.clone()
+                } else {
+                    json!({ "type": "object", "properties": {} })
+                };
                 json!({ "name": t.name, "description": t.description, "input_schema": schema })
             })
             .collect();
@@ -97,12 +100,25 @@ fn tool_input(arguments: &str) -> Value {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event {
-    MessageStart { message: StartMessage },
-    ContentBlockStart { index: usize, content_block: Block },
-    ContentBlockDelta { index: usize, delta: BlockDelta },
-    MessageDelta { delta: MessageDelta, usage: Option<WireUsage> },
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Block,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        delta: MessageDelta,
+        usage: Option<WireUsage>,
+    },
     MessageStop,
-    Error { error: WireError },
+    Error {
+        error: WireError,
+    },
     /// `ping`, `content_block_stop` and anything added later.
     #[serde(other)]
     Other,
@@ -208,10 +224,9 @@ impl Decoder for AnthropicDecoder {
                 }
             }
             Event::ContentBlockDelta { index, delta: BlockDelta::InputJsonDelta { partial_json } } => {
-                let block = self
-                    .tools
-                    .get_mut(&index)
-                    .ok_or_else(|| LlmError::Protocol(format!("input_json_delta for block {index}, which is not a tool_use")))?;
+                let block = self.tools.get_mut(&index).ok_or_else(|| {
+                    LlmError::Protocol(format!("input_json_delta for block {index}, which is not a tool_use"))
+                })?;
                 block.json.push_str(&partial_json);
             }
             Event::ContentBlockDelta { .. } => {}
@@ -249,7 +264,8 @@ impl Decoder for AnthropicDecoder {
             .tools
             .into_values()
             .map(|b| {
-                let arguments = if b.json.trim().is_empty() && b.input.is_object() { b.input.to_string() } else { b.json };
+                let arguments =
+                    if b.json.trim().is_empty() && b.input.is_object() { b.input.to_string() } else { b.json };
                 ToolCall { id: b.id, name: b.name, arguments: non_empty_args(arguments) }
             })
             .collect();
@@ -304,7 +320,8 @@ mod tests {
         assert_eq!(r.text, "Let me check.");
         assert_eq!(r.usage, Usage { input_tokens: 12, output_tokens: 15 });
         assert_eq!(r.finish_reason, "tool_calls");
-        let calls: Vec<_> = r.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
+        let calls: Vec<_> =
+            r.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
         assert_eq!(calls, [("toolu_1", "get", "{\"q\":\"x\"}"), ("toolu_2", "now", "{}")]);
     }
 

@@ -189,9 +189,8 @@ impl Decoder for OpenAiDecoder {
             let id = if c.id.is_empty() { format!("call_{index}") } else { c.id };
             tool_calls.push(ToolCall { id, name: c.name, arguments: non_empty_args(c.arguments) });
         }
-        let finish_reason = self
-            .finish_reason
-            .unwrap_or_else(|| if tool_calls.is_empty() { "stop" } else { "tool_calls" }.into());
+        let finish_reason =
+            self.finish_reason.unwrap_or_else(|| if tool_calls.is_empty() { "stop" } else { "tool_calls" }.into());
         Ok(ChatResponse { text: self.text, tool_calls, usage: self.usage, model: String::new(), finish_reason })
     }
 }
@@ -234,7 +233,8 @@ mod tests {
         assert_eq!(r.text, "Hi there");
         assert_eq!(r.finish_reason, "tool_calls");
         assert_eq!(r.usage, Usage { input_tokens: 7, output_tokens: 3 });
-        let calls: Vec<_> = r.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
+        let calls: Vec<_> =
+            r.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
         assert_eq!(calls, [("a", "one", "{\"x\":1}"), ("b", "two", "{}")]);
     }
 

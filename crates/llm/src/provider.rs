@@ -104,8 +104,7 @@ impl Provider {
         let resp = builder.header(ACCEPT, "text/event-stream").send().await.map_err(LlmError::transport)?;
         let status = resp.status();
         if !status.is_success() {
-            let retry_after =
-                resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
             let body = error_excerpt(resp).await;
             return Err(LlmError::Status { status: status.as_u16(), body, retry_after });
         }

@@ -64,15 +64,20 @@ impl LlmRouter {
         let mut last_err = LlmError::InvalidRequest("no model to ask".into());
         for (i, model) in models.iter().enumerate() {
             let (provider_name, model_id) = split_model(model).map_err(|_| LlmError::InvalidModel(model.clone()))?;
-            let provider = self.providers.get(provider_name).ok_or_else(|| LlmError::UnknownProvider {
-                provider: provider_name.into(),
-                model: model.clone(),
-            })?;
+            let provider = self
+                .providers
+                .get(provider_name)
+                .ok_or_else(|| LlmError::UnknownProvider { provider: provider_name.into(), model: model.clone() })?;
             match try_model(provider, model_id, req, deadline, &emit, &emitted).await {
                 Ok(mut resp) => {
                     resp.model = model.clone();
-                    tracing::debug!(model, input_tokens = resp.usage.input_tokens, output_tokens = resp.usage.output_tokens,
-                        finish_reason = resp.finish_reason, "Model answered.");
+                    tracing::debug!(
+                        model,
+                        input_tokens = resp.usage.input_tokens,
+                        output_tokens = resp.usage.output_tokens,
+                        finish_reason = resp.finish_reason,
+                        "Model answered."
+                    );
                     return Ok(resp);
                 }
                 Err(e) if emitted.load(Ordering::Relaxed) || !e.allows_fallback() => return Err(e),
@@ -137,7 +142,12 @@ mod tests {
 
     /// The agent worker spawns calls onto the runtime; this fails to compile if that breaks.
     #[allow(dead_code)]
-    fn chat_future_is_send(r: &LlmRouter, models: &[String], req: &ChatRequest, on_delta: &(dyn Fn(&str) + Send + Sync)) {
+    fn chat_future_is_send(
+        r: &LlmRouter,
+        models: &[String],
+        req: &ChatRequest,
+        on_delta: &(dyn Fn(&str) + Send + Sync),
+    ) {
         is_send_sync_clone::<LlmRouter>();
         is_send(r.chat(models, req, Instant::now(), on_delta));
     }

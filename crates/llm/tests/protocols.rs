@@ -110,7 +110,12 @@ async fn tool_results_reach_the_model(model: &str) {
     let mut asked = Message::assistant("");
     asked.tool_calls.push(call.clone());
     let mut req = clawhive_llm::ChatRequest {
-        messages: vec![Message::system("sys"), Message::user("time? #tool:clock:{}"), asked, Message::tool_result(&call, "noon")],
+        messages: vec![
+            Message::system("sys"),
+            Message::user("time? #tool:clock:{}"),
+            asked,
+            Message::tool_result(&call, "noon"),
+        ],
         ..Default::default()
     };
     req.tools.push(clock_tool());
@@ -125,7 +130,10 @@ async fn tool_results_reach_the_model(model: &str) {
         assert_eq!(msgs[3], json!({ "role": "tool", "tool_call_id": "call_7", "content": "noon" }));
     } else {
         assert_eq!(msgs.len(), 3);
-        assert_eq!(msgs[1]["content"][0], json!({ "type": "tool_use", "id": "call_7", "name": "clock", "input": { "tz": "UTC" } }));
+        assert_eq!(
+            msgs[1]["content"][0],
+            json!({ "type": "tool_use", "id": "call_7", "name": "clock", "input": { "tz": "UTC" } })
+        );
         assert_eq!(msgs[2]["role"], "user");
         assert_eq!(msgs[2]["content"][0], json!({ "type": "tool_result", "tool_use_id": "call_7", "content": "noon" }));
     }

@@ -26,5 +26,5 @@ pub mod redis_store;
 
 pub use embedded::EmbeddedStore;
 pub use identity::{IdentityStore, IssuedToken, TokenInfo, UserRecord};
-pub use port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+pub use port::{CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
 pub use redis_store::RedisStore;

@@ -70,8 +70,12 @@ pub enum CommitOutcome {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Grants the lease if nobody holds it; `None` if somebody does.
-    async fn try_acquire_lease(&self, key: &SessionKey, holder: &str, ttl: Duration)
-    -> Result<Option<Lease>, StoreError>;
+    async fn try_acquire_lease(
+        &self,
+        key: &SessionKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
 
     /// Extends a lease we still hold; `false` if it expired or was taken over.
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
@@ -81,8 +85,12 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Returns the session's metadata, creating it with `owner` and `agent` if it
     /// does not exist yet (atomically: of two racing creators, one wins).
-    async fn ensure_session(&self, key: &SessionKey, owner: &UserId, agent: &AgentId)
-    -> Result<SessionMeta, StoreError>;
+    async fn ensure_session(
+        &self,
+        key: &SessionKey,
+        owner: &UserId,
+        agent: &AgentId,
+    ) -> Result<SessionMeta, StoreError>;
 
     async fn session_meta(&self, key: &SessionKey) -> Result<Option<SessionMeta>, StoreError>;
 
@@ -103,6 +111,29 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Clears the session's history (ownership stays). `false` if it did not exist.
     async fn reset_session(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
+    /// Adds `tokens` to `user`'s and to the tenant's token usage on `day` (`YYYY-MM-DD`, UTC),
+    /// atomically, and returns the new totals. Usage is kept for a few days only.
+    async fn add_usage(&self, tenant: &TenantId, user: &UserId, day: &str, tokens: u64)
+    -> Result<DailyUsage, StoreError>;
+
+    /// `user`'s and the tenant's token usage on `day` (`YYYY-MM-DD`, UTC); 0 if none recorded.
+    async fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> Result<DailyUsage, StoreError>;
+
     /// Whether the store is reachable now (readiness).
     async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// Tokens counted on one day: by one user, and by the whole tenant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub user: u64,
+    pub tenant: u64,
+}
+
+/// Checks that `day` looks like `YYYY-MM-DD` (digits and dashes only), so it is safe in keys.
+pub fn check_day(day: &str) -> Result<(), StoreError> {
+    let b = day.as_bytes();
+    let ok = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("usage day {day:?} is not YYYY-MM-DD"))) }
 }

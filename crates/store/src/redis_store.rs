@@ -16,7 +16,8 @@ mod identity;
 mod keys;
 mod scripts;
 
-use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
+use crate::port::DailyUsage;
 use async_trait::async_trait;
 use clawhive_core::chat::Message;
 use clawhive_core::config::{StoreConfig, redact_url};
@@ -35,6 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one command; a script that runs longer is a Redis in trouble.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a day's usage counter is kept.
+const USAGE_TTL_SECS: u64 = 3 * 24 * 3600;
 
 /// Sessions, leases and turn records in Redis, over one auto-reconnecting
 /// multiplexed connection. Cheap to clone.
@@ -313,6 +316,51 @@ impl SessionStore for RedisStore {
             .await
             .map_err(failed("reset session"))?;
         Ok(existed == 1)
+    }
+
+    async fn add_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        day: &str,
+        tokens: u64,
+    ) -> Result<DailyUsage, StoreError> {
+        check_day(day)?;
+        let (user_key, tenant_key) = (self.keys.usage(tenant, user, day), self.keys.tenant_usage(tenant, day));
+        let tokens = i64::try_from(tokens).map_err(|_| StoreError::Invalid(format!("token count {tokens} too large")))?;
+        // Both keys share the tenant's hash tag, so MULTI works on a cluster too.
+        let (user_total, tenant_total): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCRBY")
+            .arg(&user_key)
+            .arg(tokens)
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(USAGE_TTL_SECS)
+            .ignore()
+            .cmd("INCRBY")
+            .arg(&tenant_key)
+            .arg(tokens)
+            .cmd("EXPIRE")
+            .arg(&tenant_key)
+            .arg(USAGE_TTL_SECS)
+            .ignore()
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("INCRBY usage"))?;
+        Ok(DailyUsage { user: user_total.max(0) as u64, tenant: tenant_total.max(0) as u64 })
+    }
+
+    async fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> Result<DailyUsage, StoreError> {
+        check_day(day)?;
+        let (user_key, tenant_key) = (self.keys.usage(tenant, user, day), self.keys.tenant_usage(tenant, day));
+        let (u, t): (Option<i64>, Option<i64>) = cmd("MGET")
+            .arg(&user_key)
+            .arg(&tenant_key)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("MGET usage"))?;
+        Ok(DailyUsage { user: u.unwrap_or(0).max(0) as u64, tenant: t.unwrap_or(0).max(0) as u64 })
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -22,7 +22,8 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, LoadError> {
         path.map(Path::to_path_buf).or_else(|| std::env::var_os("CLAWHIVE_CONFIG").map(PathBuf::from));
     let text = match &path {
         Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|e| LoadError(format!("cannot read config file {}: {e}", p.display())))?,
+            std::fs::read_to_string(p)
+                .map_err(|e| LoadError(format!("cannot read config file {}: {e}", p.display())))?,
         ),
         None => None,
     };

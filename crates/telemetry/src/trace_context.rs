@@ -50,12 +50,7 @@ impl TraceContext {
     }
 
     pub fn to_header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.span_id),
-            u8::from(self.sampled)
-        )
+        format!("00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), u8::from(self.sampled))
     }
 
     pub fn trace_id_hex(&self) -> String {

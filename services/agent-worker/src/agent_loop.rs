@@ -56,7 +56,8 @@ pub async fn run_loop(
 
     let mut usage = Usage::default();
     for step in 0..input.max_steps {
-        let req = ChatRequest { messages: conversation.clone(), tools: specs.clone(), max_tokens: None, temperature: None };
+        let req =
+            ChatRequest { messages: conversation.clone(), tools: specs.clone(), max_tokens: None, temperature: None };
         let resp = llm
             .chat(&models, &req, input.deadline, on_delta)
             .await

@@ -10,7 +10,9 @@ async fn main() -> std::process::ExitCode {
         match a.as_str() {
             "--config" | "-c" => config_path = args.next().map(PathBuf::from),
             "--help" | "-h" => {
-                println!("usage: clawhive-agent-worker [--config FILE]  (or CLAWHIVE_CONFIG; CLAWHIVE_* env overrides)");
+                println!(
+                    "usage: clawhive-agent-worker [--config FILE]  (or CLAWHIVE_CONFIG; CLAWHIVE_* env overrides)"
+                );
                 return std::process::ExitCode::SUCCESS;
             }
             other => {

@@ -50,7 +50,8 @@ fn read(path: &Path) -> Result<(Policy, Stamp), PolicyLoadError> {
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     // One line: TOML errors may span several.
-    let policy = Policy::parse(&text).map_err(|e| err(e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
+    let policy =
+        Policy::parse(&text).map_err(|e| err(e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
     Ok((policy, (meta.modified().ok(), meta.len())))
 }
 
@@ -64,9 +65,7 @@ impl PolicyWatch {
             let (policy, stamp) = read(&path)?;
             (Some(path), policy, stamp)
         };
-        Ok(Self {
-            inner: Arc::new(Inner { path, current: RwLock::new(Arc::new(policy)), stamp: Mutex::new(stamp) }),
-        })
+        Ok(Self { inner: Arc::new(Inner { path, current: RwLock::new(Arc::new(policy)), stamp: Mutex::new(stamp) }) })
     }
 
     /// The policy in force now.
@@ -175,10 +174,7 @@ impl<'a> TurnGuard<'a> {
             Ok(())
         } else {
             tracing::warn!(user = %self.principal.user, agent = %self.agent.id, reason = %d.reason, "agent access denied");
-            Err(ClawError::new(
-                ErrorCode::PermissionDenied,
-                format!("agent {} is not granted to you", self.agent.id),
-            ))
+            Err(ClawError::new(ErrorCode::PermissionDenied, format!("agent {} is not granted to you", self.agent.id)))
         }
     }
 
@@ -236,7 +232,8 @@ mod tests {
         Principal::new(clawhive_core::TenantId::new("acme").unwrap(), clawhive_core::UserId::new(user).unwrap())
     }
 
-    const ALICE_ONLY: &str = "[[grants]]\nagents=[\"*\"]\n[[grants]]\nusers=[\"alice\"]\nagents=[\"*\"]\ntools=[\"current_time\"]\n";
+    const ALICE_ONLY: &str =
+        "[[grants]]\nagents=[\"*\"]\n[[grants]]\nusers=[\"alice\"]\nagents=[\"*\"]\ntools=[\"current_time\"]\n";
 
     #[test]
     fn empty_path_is_the_open_default() {

@@ -137,13 +137,28 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
     if Instant::now() >= turn.deadline {
-        return reply_error_only(ctx, &turn.raw, &ClawError::deadline("the request's deadline passed before a worker took it"), turn.trace).await;
+        return reply_error_only(
+            ctx,
+            &turn.raw,
+            &ClawError::deadline("the request's deadline passed before a worker took it"),
+            turn.trace,
+        )
+        .await;
     }
     let Some(agent_cfg) = cfg.agent(turn.agent.as_str()).cloned() else {
-        return reply_error_only(ctx, &turn.raw, &ClawError::invalid(format!("unknown agent {}", turn.agent)), turn.trace).await;
+        return reply_error_only(
+            ctx,
+            &turn.raw,
+            &ClawError::invalid(format!("unknown agent {}", turn.agent)),
+            turn.trace,
+        )
+        .await;
     };
     if !agent_cfg.tenants.is_empty() && !agent_cfg.tenants.contains(&turn.principal.tenant) {
-        let err = ClawError::new(ErrorCode::PermissionDenied, format!("agent {} is not available to this tenant", turn.agent));
+        let err = ClawError::new(
+            ErrorCode::PermissionDenied,
+            format!("agent {} is not available to this tenant", turn.agent),
+        );
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
     // Policy: may this principal use this agent? Audited; denied means no LLM call.
@@ -176,7 +191,11 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
     disposition
 }
 
-async fn acquire_lease(ctx: &Ctx, delivery: &Delivery, turn: &Turn) -> Result<Option<Lease>, clawhive_store::StoreError> {
+async fn acquire_lease(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    turn: &Turn,
+) -> Result<Option<Lease>, clawhive_store::StoreError> {
     let ttl = Duration::from_millis(ctx.config.worker.lease_ttl_ms);
     let give_up = (Instant::now() + Duration::from_millis(ctx.config.worker.lease_wait_ms)).min(turn.deadline);
     let mut last_beat = Instant::now();

@@ -78,8 +78,7 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         max_deliver: cfg.bus.max_attempts + 1,
         max_ack_pending: 10_000,
     };
-    let signer = clawhive_core::signing::signer_from_config(&cfg.security)
-        .map_err(WorkerError::Config)?;
+    let signer = clawhive_core::signing::signer_from_config(&cfg.security).map_err(WorkerError::Config)?;
     let policy = crate::policy::PolicyWatch::load(&cfg.security.policy_file)?;
     let mut consumer = deps.bus.consume(spec).await?;
     let instance_id = format!("worker-{}", uuid::Uuid::new_v4().simple());

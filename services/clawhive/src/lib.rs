@@ -81,9 +81,9 @@ pub fn load_config(path: Option<&Path>) -> Result<clawhive_core::config::Config,
     let path: Option<PathBuf> =
         path.map(Path::to_path_buf).or_else(|| std::env::var_os("CLAWHIVE_CONFIG").map(PathBuf::from));
     let text = match &path {
-        Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?,
-        ),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?)
+        }
         None => None,
     };
     let env = std::env::vars().filter(|(k, _)| !CLI_ENV_VARS.contains(&k.as_str()));

@@ -108,7 +108,8 @@ where
             Spawned::PortTaken(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("{name} did not start"))
+    Err(last
+        .unwrap_or_else(|| anyhow::anyhow!("{name} did not start"))
         .context(format!("{name} could not bind a free port in {ATTEMPTS} attempts")))
 }
 
@@ -193,7 +194,10 @@ where
         if Instant::now() >= deadline {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            bail!("{name} on port {port} was not ready within {READY_TIMEOUT:?}: {}", tail(&log_since(log_path, log_start)));
+            bail!(
+                "{name} on port {port} was not ready within {READY_TIMEOUT:?}: {}",
+                tail(&log_since(log_path, log_start))
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -208,7 +212,8 @@ async fn connect(port: u16) -> Option<TcpStream> {
 async fn nats_greets(port: u16) -> bool {
     let Some(mut s) = connect(port).await else { return false };
     let mut buf = [0u8; 5];
-    matches!(tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await, Ok(Ok(_))) && &buf == b"INFO "
+    matches!(tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await, Ok(Ok(_)))
+        && &buf == b"INFO "
 }
 
 async fn redis_pongs(port: u16) -> bool {
@@ -218,7 +223,8 @@ async fn redis_pongs(port: u16) -> bool {
     }
     let mut buf = [0u8; 5];
     // While loading the AOF, redis answers -LOADING; keep waiting then.
-    matches!(tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await, Ok(Ok(_))) && &buf == b"+PONG"
+    matches!(tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await, Ok(Ok(_)))
+        && &buf == b"+PONG"
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -290,7 +296,9 @@ pub fn redis_server_binary() -> Result<PathBuf, Missing> {
         .map(|d| d.join("redis-server"))
         .find(|c| c.is_file())
         .ok_or_else(|| {
-            Missing(format!("redis-server not found; install it with: {REDIS_INSTALL_HINT} (or set CLAWHIVE_REDIS_SERVER)"))
+            Missing(format!(
+                "redis-server not found; install it with: {REDIS_INSTALL_HINT} (or set CLAWHIVE_REDIS_SERVER)"
+            ))
         })
 }
 
@@ -306,7 +314,8 @@ fn python_scripts_dir() -> Option<PathBuf> {
 }
 
 fn nats_version(bin: &Path) -> Option<(u32, u32)> {
-    let out = std::process::Command::new(bin).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    let out =
+        std::process::Command::new(bin).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;
     }

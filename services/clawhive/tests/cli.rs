@@ -31,7 +31,8 @@ fn clawhive() -> Command {
 fn config_check_prints_redacted_toml() {
     let dir = temp_dir("cfg-ok");
     let file = dir.join("ok.toml");
-    std::fs::write(&file, "[store]\nredis_url = \"redis://u:hunter2@127.0.0.1:6379\"\n[worker]\nconcurrency = 3\n").unwrap();
+    std::fs::write(&file, "[store]\nredis_url = \"redis://u:hunter2@127.0.0.1:6379\"\n[worker]\nconcurrency = 3\n")
+        .unwrap();
     let out = clawhive().args(["config", "check", "--config"]).arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -116,7 +117,17 @@ fn start_up(data: &Path, llm_url: &str, log: &Path, backend: &str, path: Option<
     }
     let expected_pids = if backend == "servers" { 2 } else { 0 };
     let mut child = cmd
-        .args(["up", "--backend", backend, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2"])
+        .args([
+            "up",
+            "--backend",
+            backend,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ])
         .env("CLAWHIVE_DATA_DIR", data)
         .env("CLAWHIVE_LLM__PROVIDERS__FAKE__KIND", "openai")
         .env("CLAWHIVE_LLM__PROVIDERS__FAKE__BASE_URL", llm_url)
@@ -142,7 +153,9 @@ fn start_up(data: &Path, llm_url: &str, log: &Path, backend: &str, path: Option<
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(left) {
             Ok(l) => l,
-            Err(_) => panic!("`clawhive up` printed no ready block; stderr:\n{}", std::fs::read_to_string(log).unwrap()),
+            Err(_) => {
+                panic!("`clawhive up` printed no ready block; stderr:\n{}", std::fs::read_to_string(log).unwrap())
+            }
         };
         if let Some(a) = line.strip_prefix("grpc: ") {
             grpc = Some(a.trim().to_string());
@@ -182,8 +195,11 @@ fn stop_up(mut up: Up, log: &Path) {
         if let Some(s) = up.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "`clawhive up` did not exit after SIGTERM; stderr:\n{}",
-            std::fs::read_to_string(log).unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "`clawhive up` did not exit after SIGTERM; stderr:\n{}",
+            std::fs::read_to_string(log).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit {status}; stderr:\n{}", std::fs::read_to_string(log).unwrap());
@@ -222,8 +238,12 @@ async fn up_serves_chat_persists_and_shuts_down_cleanly(backend: &str, path: Opt
 
     let out = chat(&up, "s1", "hello there").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stderr: {}\nup log:\n{}", String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log).unwrap());
+    assert!(
+        out.status.success(),
+        "stderr: {}\nup log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert!(stdout.contains("echo[1]: hello there"), "{stdout}");
 
     let out = chat(&up, "s1", "again").await;
@@ -232,11 +252,15 @@ async fn up_serves_chat_persists_and_shuts_down_cleanly(backend: &str, path: Opt
     assert!(stdout.contains("echo[2]: again"), "{stdout}");
 
     // A wrong token is refused with a gRPC error and exit 1.
-    let bad = Up { child: Command::new("true").spawn().unwrap(), grpc: up.grpc.clone(), token: "nope".into(), pids: vec![] };
+    let bad =
+        Up { child: Command::new("true").spawn().unwrap(), grpc: up.grpc.clone(), token: "nope".into(), pids: vec![] };
     let out = chat(&bad, "s1", "hi").await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error: Unauthenticated:"), "{}",
-        String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error: Unauthenticated:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(bad);
 
     let token = up.token.clone();
@@ -291,10 +315,15 @@ async fn admin_issues_and_revokes_tokens_on_up_embedded() {
         .expect("the token id is printed")
         .to_string();
 
-    let bob = Up { child: Command::new("true").spawn().unwrap(), grpc: up.grpc.clone(), token: bob_token, pids: vec![] };
+    let bob =
+        Up { child: Command::new("true").spawn().unwrap(), grpc: up.grpc.clone(), token: bob_token, pids: vec![] };
     let out = chat(&bob, "b1", "hi from bob").await;
-    assert!(out.status.success(), "stderr: {}\nup log:\n{}", String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log).unwrap());
+    assert!(
+        out.status.success(),
+        "stderr: {}\nup log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("echo[1]: hi from bob"));
 
     let out = admin(&up, &["token", "list", "bob"]).await;
@@ -304,8 +333,11 @@ async fn admin_issues_and_revokes_tokens_on_up_embedded() {
     admin(&up, &["token", "revoke", &token_id]).await;
     let out = chat(&bob, "b1", "still there?").await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error: Unauthenticated:"), "{}",
-        String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error: Unauthenticated:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = admin(&up, &["token", "list", "bob"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
     drop(bob);

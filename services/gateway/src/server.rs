@@ -1,8 +1,8 @@
 //! Binding, serving and graceful shutdown of both listeners.
 
+use crate::admin::AdminService;
 use crate::auth::Authenticator;
 use crate::fanin::FanIn;
-use crate::admin::AdminService;
 use crate::grpc::AssistantService;
 use crate::state::Gateway;
 use axum::serve::ListenerExt;
@@ -69,8 +69,7 @@ async fn bind(addr: &str) -> Result<TcpListener, GatewayError> {
 /// and lets in-flight calls finish for up to 10 s.
 pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<GatewayHandle, GatewayError> {
     let auth = Authenticator::from_config(&cfg.gateway)?;
-    let signer = clawhive_core::signing::signer_from_config(&cfg.security)
-        .map_err(GatewayError::Config)?;
+    let signer = clawhive_core::signing::signer_from_config(&cfg.security).map_err(GatewayError::Config)?;
     let instance_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
     let subjects = Subjects::new(&cfg.bus.namespace);
     let grpc_listener = bind(&cfg.gateway.grpc_addr).await?;

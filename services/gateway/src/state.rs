@@ -4,8 +4,8 @@ use crate::auth::Authenticator;
 use crate::fanin::FanIn;
 use clawhive_bus::Bus;
 use clawhive_bus::envelope::Envelopes;
-use clawhive_core::{ClawError, Principal};
 use clawhive_core::config::Config;
+use clawhive_core::{ClawError, Principal};
 use clawhive_store::{IdentityStore, SessionStore, StoreError};
 use std::sync::Arc;
 

@@ -10,7 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--port" => port = args.next().context("--port needs a value")?.parse().context("--port must be a port number")?,
+            "--port" => {
+                port = args.next().context("--port needs a value")?.parse().context("--port must be a port number")?
+            }
             "-h" | "--help" => {
                 println!("usage: fake-llm [--port N]");
                 return Ok(());

@@ -12,7 +12,9 @@ pub fn parse(body: &Value) -> Result<Prompt, String> {
     let last = messages.last().ok_or("messages: at least one message is required")?;
     let last = match last.get("content") {
         Some(Value::Array(blocks)) => match blocks.last() {
-            Some(b) if block_type(b) == "tool_result" => Last::ToolResult(text_of(b.get("content").unwrap_or(&Value::Null))),
+            Some(b) if block_type(b) == "tool_result" => {
+                Last::ToolResult(text_of(b.get("content").unwrap_or(&Value::Null)))
+            }
             _ => Last::Text(text_of(&Value::Array(blocks.clone()))),
         },
         Some(other) => Last::Text(text_of(other)),
@@ -112,10 +114,12 @@ pub fn stream_events(prompt: &Prompt, answer: &Answer, seq: u64) -> Vec<String> 
     ];
     match answer {
         Answer::Text(text) => {
-            out.push(json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }));
-            out.extend(words(text).into_iter().map(|w| {
-                json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": w } })
-            }));
+            out.push(
+                json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+            );
+            out.extend(words(text).into_iter().map(
+                |w| json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": w } }),
+            ));
         }
         Answer::ToolCall { name, arguments } => {
             out.push(json!({ "type": "content_block_start", "index": 0, "content_block":
@@ -130,7 +134,5 @@ pub fn stream_events(prompt: &Prompt, answer: &Answer, seq: u64) -> Vec<String> 
     out.push(json!({ "type": "message_delta", "delta": { "stop_reason": stop, "stop_sequence": null },
         "usage": { "output_tokens": tokens(chars) } }));
     out.push(json!({ "type": "message_stop" }));
-    out.into_iter()
-        .map(|v| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or("message")))
-        .collect()
+    out.into_iter().map(|v| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or("message"))).collect()
 }

@@ -73,23 +73,24 @@ pub fn stream_events(prompt: &Prompt, answer: &Answer, seq: u64, include_usage: 
         })
     };
     let mut out = vec![chunk(json!({ "role": "assistant", "content": "" }), None)];
-    let (finish, chars) = match answer {
-        Answer::Text(text) => {
-            out.extend(words(text).into_iter().map(|w| chunk(json!({ "content": w }), None)));
-            ("stop", text.chars().count())
-        }
-        Answer::ToolCall { name, arguments } => {
-            out.push(chunk(
-                json!({ "tool_calls": [{ "index": 0, "id": format!("call_fake_{seq}"), "type": "function",
+    let (finish, chars) =
+        match answer {
+            Answer::Text(text) => {
+                out.extend(words(text).into_iter().map(|w| chunk(json!({ "content": w }), None)));
+                ("stop", text.chars().count())
+            }
+            Answer::ToolCall { name, arguments } => {
+                out.push(chunk(
+                    json!({ "tool_calls": [{ "index": 0, "id": format!("call_fake_{seq}"), "type": "function",
                     "function": { "name": name, "arguments": "" } }] }),
-                None,
-            ));
-            out.extend(fragments(arguments, 3).into_iter().map(|frag| {
-                chunk(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": frag } }] }), None)
-            }));
-            ("tool_calls", arguments.chars().count())
-        }
-    };
+                    None,
+                ));
+                out.extend(fragments(arguments, 3).into_iter().map(|frag| {
+                    chunk(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": frag } }] }), None)
+                }));
+                ("tool_calls", arguments.chars().count())
+            }
+        };
     out.push(chunk(json!({}), Some(finish)));
     if include_usage {
         out.push(json!({

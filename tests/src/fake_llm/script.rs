@@ -30,10 +30,17 @@ pub enum Answer {
 
 #[derive(Debug, PartialEq)]
 pub enum Plan {
-    Fail { status: u16, message: String },
+    Fail {
+        status: u16,
+        message: String,
+    },
     Hang,
     /// `cut`: send only the first half of the answer, then end the body.
-    Answer { delay: Option<Duration>, answer: Answer, cut: bool },
+    Answer {
+        delay: Option<Duration>,
+        answer: Answer,
+        cut: bool,
+    },
 }
 
 /// Decides the answer. `failures` counts `#fail` hits per key over the fake's lifetime.
@@ -142,7 +149,10 @@ mod tests {
         assert_eq!(plan(&prompt("please #hang"), &f), Plan::Hang);
         assert!(matches!(plan(&prompt("#slow:25 hi"), &f), Plan::Answer { delay: Some(d), .. } if d.as_millis() == 25));
         let tool = Prompt { last: Last::ToolResult("42".into()), ..prompt("") };
-        assert_eq!(plan(&tool, &f), Plan::Answer { delay: None, answer: Answer::Text("tool said: 42".into()), cut: false });
+        assert_eq!(
+            plan(&tool, &f),
+            Plan::Answer { delay: None, answer: Answer::Text("tool said: 42".into()), cut: false }
+        );
         assert!(matches!(plan(&prompt("a #cut b"), &f), Plan::Answer { cut: true, .. }));
     }
 

@@ -50,11 +50,8 @@ impl Cluster {
         let redis = RedisServer::start().expect("redis-server");
         let llm = FakeLlm::start().await;
         let toml = config_toml(&nats.url(), &redis.url(), &llm);
-        let config_path = std::env::temp_dir().join(format!(
-            "clawhive-e2e-{}-{}.toml",
-            std::process::id(),
-            nats.port()
-        ));
+        let config_path =
+            std::env::temp_dir().join(format!("clawhive-e2e-{}-{}.toml", std::process::id(), nats.port()));
         let toml = with_policy(toml, policy, &config_path);
         std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
@@ -212,7 +209,7 @@ pub fn envelope_key_file() -> PathBuf {
 /// and an Anthropic-protocol agent, both served by the fake LLM.
 pub fn config_toml(nats_url: &str, redis_url: &str, llm: &FakeLlm) -> String {
     format!(
-            r#"
+        r#"
 [bus]
 nats_url = "{nats}"
 ack_wait_ms = 2000

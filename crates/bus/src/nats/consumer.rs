@@ -121,13 +121,8 @@ impl Consumer for NatsConsumer {
                 }
                 continue;
             };
-            let batch = consumer
-                .batch()
-                .max_messages(1)
-                .expires(PULL_EXPIRES)
-                .heartbeat(PULL_HEARTBEAT)
-                .messages()
-                .await;
+            let batch =
+                consumer.batch().max_messages(1).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await;
             let mut batch = match batch {
                 Ok(b) => b,
                 Err(e) => {

@@ -19,7 +19,7 @@ mod leases;
 mod ops;
 mod tables;
 
-use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+use crate::port::{CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
 use async_trait::async_trait;
 use clawhive_core::chat::Message;
 use clawhive_core::{AgentId, RequestId, SessionKey, SessionMeta, TenantId, UserId};
@@ -199,6 +199,18 @@ impl SessionStore for EmbeddedStore {
     async fn reset_session(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let key = key.clone();
         self.run("reset session", move |inner| ops::reset_session(inner, &key)).await
+    }
+
+    async fn add_usage(&self, tenant: &TenantId, user: &UserId, day: &str, tokens: u64) -> Result<DailyUsage, StoreError> {
+        check_day(day)?;
+        let (tenant, user, day) = (tenant.clone(), user.clone(), day.to_string());
+        self.run("add usage", move |inner| ops::add_usage(inner, &tenant, &user, &day, tokens)).await
+    }
+
+    async fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> Result<DailyUsage, StoreError> {
+        check_day(day)?;
+        let (tenant, user, day) = (tenant.clone(), user.clone(), day.to_string());
+        self.run("read usage", move |inner| ops::usage(inner, &tenant, &user, &day)).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

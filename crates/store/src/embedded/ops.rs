@@ -4,8 +4,8 @@
 //! check and the write it guards atomic (as the Lua scripts do in Redis).
 
 use super::Inner;
-use super::tables::{Expiry, FENCE, HISTORY, META, TURNS, TurnEntry, USER_SESSIONS, corrupt, decode, encode};
-use crate::port::{CommitOutcome, Lease, StoreError, StoredReply};
+use super::tables::{Expiry, FENCE, HISTORY, META, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt, decode, encode};
+use crate::port::{CommitOutcome, DailyUsage, Lease, StoreError, StoredReply};
 use clawhive_core::chat::Message;
 use clawhive_core::time::now_unix_ms;
 use clawhive_core::{AgentId, RequestId, SessionId, SessionKey, SessionMeta, TenantId, UserId};
@@ -32,6 +32,12 @@ pub(super) fn init(inner: &Inner) -> Result<(), StoreError> {
     txn.open_table(HISTORY).map_err(inner.fail("create table history"))?;
     txn.open_table(USER_SESSIONS).map_err(inner.fail("create table user_sessions"))?;
     txn.open_table(FENCE).map_err(inner.fail("create table fence"))?;
+    {
+        let mut usage = txn.open_table(USAGE).map_err(inner.fail("create table usage"))?;
+        // Days are YYYY-MM-DD, so they compare as strings; keep the last few only.
+        let oldest_kept = clawhive_core::time::utc_day(now_unix_ms() - USAGE_KEEP_MS);
+        usage.retain(|(_, _, day), _| day >= oldest_kept.as_str()).map_err(inner.fail("purge old usage"))?;
+    }
     {
         let mut turns = txn.open_table(TURNS).map_err(inner.fail("create table turns"))?;
         let now = now_unix_ms();
@@ -295,4 +301,42 @@ pub(super) fn health(inner: &Inner) -> Result<(), StoreError> {
     let txn = inner.db.begin_read().map_err(inner.fail("begin read"))?;
     txn.open_table(META).map_err(inner.fail("open meta"))?;
     Ok(())
+}
+
+/// How long a day's usage is kept (like the Redis counters' expiry).
+const USAGE_KEEP_MS: i64 = 3 * 24 * 3600 * 1000;
+
+/// The tenant-wide counter's user field: empty, which no user id can be.
+const TENANT_TOTAL: &str = "";
+
+pub(super) fn add_usage(
+    inner: &Inner,
+    tenant: &TenantId,
+    user: &UserId,
+    day: &str,
+    tokens: u64,
+) -> Result<DailyUsage, StoreError> {
+    let txn = inner.db.begin_write().map_err(inner.fail("begin add usage"))?;
+    let totals = {
+        let mut usage = txn.open_table(USAGE).map_err(inner.fail("open usage"))?;
+        let mut bump = |who: &str| -> Result<u64, StoreError> {
+            let key = (tenant.as_str(), who, day);
+            let old = usage.get(key).map_err(inner.fail("read usage"))?.map(|g| g.value()).unwrap_or(0);
+            let total = old.saturating_add(tokens);
+            usage.insert(key, total).map_err(inner.fail("write usage"))?;
+            Ok(total)
+        };
+        DailyUsage { user: bump(user.as_str())?, tenant: bump(TENANT_TOTAL)? }
+    };
+    txn.commit().map_err(inner.fail("commit add usage"))?;
+    Ok(totals)
+}
+
+pub(super) fn usage(inner: &Inner, tenant: &TenantId, user: &UserId, day: &str) -> Result<DailyUsage, StoreError> {
+    let txn = inner.db.begin_read().map_err(inner.fail("begin read usage"))?;
+    let usage = txn.open_table(USAGE).map_err(inner.fail("open usage"))?;
+    let get = |who: &str| -> Result<u64, StoreError> {
+        Ok(usage.get((tenant.as_str(), who, day)).map_err(inner.fail("read usage"))?.map(|g| g.value()).unwrap_or(0))
+    };
+    Ok(DailyUsage { user: get(user.as_str())?, tenant: get(TENANT_TOTAL)? })
 }

@@ -7,6 +7,8 @@
 //! <prefix>:{<tenant>:<session>}:fence                counter: the last token granted
 //! <prefix>:{<tenant>:<session>}:turn:<request_id>    JSON StoredReply (EX turn_record_ttl_secs)
 //! <prefix>:{<tenant>}:user:<user>:sessions           sorted set of session ids, score = updated ms
+//! <prefix>:{<tenant>}:usage:<user>:<day>             counter: the user's tokens on day (YYYY-MM-DD UTC), EX 3 days
+//! <prefix>:{<tenant>}:usage-tenant:<day>             counter: the whole tenant's tokens on day, EX 3 days
 //! ```
 //!
 //! All keys of one session share the hash tag `{tenant:session}`, so the Lua
@@ -41,6 +43,16 @@ impl KeyLayout {
     /// The sorted set indexing `user`'s sessions in `tenant`.
     pub(crate) fn user_sessions(&self, tenant: &TenantId, user: &UserId) -> String {
         format!("{}:{{{tenant}}}:user:{user}:sessions", self.prefix)
+    }
+
+    /// The counter of `user`'s tokens in `tenant` on `day`.
+    pub(crate) fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> String {
+        format!("{}:{{{tenant}}}:usage:{user}:{day}", self.prefix)
+    }
+
+    /// The counter of the whole tenant's tokens on `day`.
+    pub(crate) fn tenant_usage(&self, tenant: &TenantId, day: &str) -> String {
+        format!("{}:{{{tenant}}}:usage-tenant:{day}", self.prefix)
     }
 }
 
@@ -88,6 +100,7 @@ mod tests {
         assert_eq!(s.turn(&RequestId::new("r1").unwrap()), "ch:{acme:dm:alice@x}:turn:r1");
         let user = UserId::new("alice").unwrap();
         assert_eq!(layout.user_sessions(&key.tenant, &user), "ch:{acme}:user:alice:sessions");
+        assert_eq!(layout.usage(&key.tenant, &user, "2026-01-02"), "ch:{acme}:usage:alice:2026-01-02");
     }
 
     #[test]

@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             list_sessions_shows_only_the_owners_newest_first,
             reset_clears_history_and_keeps_the_owner,
             health_is_ok,
+            usage_adds_up_per_user_and_day,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -405,4 +406,25 @@ pub async fn health_is_ok(store: Arc<dyn SessionStore>) {
     store.health().await.unwrap();
     store.ensure_session(&key("acme", "s1"), &user("alice"), &agent()).await.unwrap();
     store.health().await.unwrap();
+}
+
+pub async fn usage_adds_up_per_user_and_day(store: Arc<dyn SessionStore>) {
+    use clawhive_store::DailyUsage;
+    let tenant = TenantId::new("acme").unwrap();
+    let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+    let day = "2026-03-04";
+    let u = |user, tenant| DailyUsage { user, tenant };
+    assert_eq!(store.usage(&tenant, &alice, day).await.unwrap(), u(0, 0));
+    assert_eq!(store.add_usage(&tenant, &alice, day, 10).await.unwrap(), u(10, 10));
+    assert_eq!(store.add_usage(&tenant, &alice, day, 5).await.unwrap(), u(15, 15));
+    assert_eq!(store.add_usage(&tenant, &alice, day, 0).await.unwrap(), u(15, 15));
+    assert_eq!(store.usage(&tenant, &alice, day).await.unwrap(), u(15, 15));
+    // Other users, days and tenants are counted apart; the tenant total adds its users up.
+    assert_eq!(store.usage(&tenant, &bob, day).await.unwrap(), u(0, 15));
+    assert_eq!(store.usage(&tenant, &alice, "2026-03-05").await.unwrap(), u(0, 0));
+    assert_eq!(store.usage(&TenantId::new("globex").unwrap(), &alice, day).await.unwrap(), u(0, 0));
+    assert_eq!(store.add_usage(&tenant, &bob, day, 7).await.unwrap(), u(7, 22));
+    assert_eq!(store.usage(&tenant, &alice, day).await.unwrap(), u(15, 22));
+    assert!(matches!(store.add_usage(&tenant, &alice, "2026-3-4", 1).await, Err(clawhive_store::StoreError::Invalid(_))));
+    assert!(matches!(store.usage(&tenant, &alice, "{x}").await, Err(clawhive_store::StoreError::Invalid(_))));
 }

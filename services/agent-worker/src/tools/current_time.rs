@@ -33,7 +33,8 @@ impl Tool for CurrentTime {
             serde_json::from_str(arguments).map_err(|e| format!("invalid arguments: {e}"))?
         };
         let name = args.timezone.unwrap_or_else(|| "UTC".into());
-        let tz: chrono_tz::Tz = name.parse().map_err(|_| format!("unknown time zone {name:?}; use an IANA name like Europe/Paris"))?;
+        let tz: chrono_tz::Tz =
+            name.parse().map_err(|_| format!("unknown time zone {name:?}; use an IANA name like Europe/Paris"))?;
         let now = chrono::Utc::now().with_timezone(&tz);
         Ok(format!("{} ({}, {})", now.format("%Y-%m-%dT%H:%M:%S%:z"), tz.name(), now.format("%A")))
     }
