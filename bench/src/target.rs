@@ -113,11 +113,6 @@ default_timeout_ms = 120000
 max_timeout_ms = 600000
 request_timeout_ms = 60000
 
-[[gateway.tokens]]
-token_sha256 = "{token}"
-tenant = "bench"
-user = "bench"
-
 [llm.providers.fake]
 kind = "openai"
 base_url = "{openai}"
@@ -130,9 +125,17 @@ tools = []
 system_prompt = "You are a benchmark agent."
 "#,
         conc = s.worker_concurrency,
-        token = clawhive_core::token::hash_token(TOKEN),
         openai = llm.openai_base_url(),
     )
+}
+
+/// Creates the bench user (tenant `bench`) with the known [`TOKEN`], as the Admin API would.
+async fn seed_bench_user(identity: &dyn clawhive_store::IdentityStore) -> anyhow::Result<()> {
+    let (tenant, user) = (clawhive_core::TenantId::new("bench")?, clawhive_core::UserId::new("bench")?);
+    identity.create_user(&tenant, &user, &[], &[], "bench").await.context("creating the bench user")?;
+    let sha = clawhive_core::token::hash_token(TOKEN);
+    identity.register_token(&tenant, &user, &sha, None, "bench").await.context("registering the bench token")?;
+    Ok(())
 }
 
 fn write_config(toml: &str, tag: &str) -> anyhow::Result<PathBuf> {
@@ -169,6 +172,9 @@ async fn start_cluster(s: &Settings) -> anyhow::Result<Target> {
     let config_path =
         write_config(&config_toml(s, &nats.url(), &redis.url(), grpc_addr, http_addr, &llm), &nats.port().to_string())?;
     let config = config_path.to_str().context("temp path is not UTF-8")?.to_string();
+    let store_cfg = clawhive_core::config::StoreConfig { redis_url: redis.url(), ..Default::default() };
+    let store = clawhive_store::RedisStore::connect(&store_cfg).await.context("connecting to redis")?;
+    seed_bench_user(&store).await?;
     let env = [("RUST_LOG", s.rust_log.clone())];
 
     let mut procs = Vec::new();
@@ -218,6 +224,11 @@ async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
     let config_path = write_config(&toml, "up")?;
     let data_dir = std::env::temp_dir().join(format!("clawhive-bench-data-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir)?;
+    {
+        // Seed the store file `clawhive up` will open, then close it.
+        let store = clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).context("opening the store")?;
+        seed_bench_user(&store).await?;
+    }
     let workers = s.workers.to_string();
     let grpc = grpc_addr.to_string();
     let http = http_addr.to_string();

@@ -3,7 +3,12 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["clawhive/v1/bus.proto", "clawhive/v1/assistant.proto", "clawhive/v1/admin.proto"];
+    let files = [
+        "clawhive/v1/bus.proto",
+        "clawhive/v1/assistant.proto",
+        "clawhive/v1/admin.proto",
+        "clawhive/v1/schedules.proto",
+    ];
     let paths: Vec<_> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());

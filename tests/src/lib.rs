@@ -7,9 +7,13 @@
 //!   and Anthropic Messages protocols (streaming SSE and tool calls included),
 //!   scripted by directives in the prompt so that separate worker processes see
 //!   the same behaviour.
+//! - [`fake_slack`]: a local Slack: Web API methods over HTTP and a Socket Mode
+//!   WebSocket (`ws://`), driven by the test (events, redeliveries, disconnects,
+//!   silent sockets, 429s) and recording acks and posted messages.
 //! - [`procs`]: builds and spawns the service binaries as child processes.
 
 pub mod fake_llm;
+pub mod fake_slack;
 pub mod nats_server;
 pub mod procs;
 pub mod redis_server;

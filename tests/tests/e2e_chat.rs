@@ -210,7 +210,7 @@ async fn bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden(cluste
     // Alice's session is invisible to Bob (same tenant) and Carol (other tenant).
     let mut c = cluster.grpc().await;
     chat(&mut c, ALICE, "private", "secret plans", "", 0).await.unwrap();
-    for token in [BOB, "carol-token"] {
+    for token in [BOB, CAROL] {
         let e = c.get_session(authed(pb::GetSessionRequest { session_id: "private".into() }, token)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
         if token == BOB {
@@ -224,7 +224,7 @@ async fn bad_input_gets_clear_errors_and_other_users_sessions_stay_hidden(cluste
         assert!(list.sessions.iter().all(|s| s.session_id != "private"));
     }
     // Session ids are per tenant: Carol's "private" is her own, with none of Alice's history.
-    let (_, fin) = chat(&mut c, "carol-token", "private", "let me in", "", 0).await.unwrap();
+    let (_, fin) = chat(&mut c, CAROL, "private", "let me in", "", 0).await.unwrap();
     assert_eq!(fin.text, "echo[1]: let me in");
     let alice = c
         .get_session(authed(pb::GetSessionRequest { session_id: "private".into() }, ALICE))

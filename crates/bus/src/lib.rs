@@ -25,7 +25,7 @@ pub mod subject;
 
 pub use memory::MemoryBus;
 pub use port::{
-    Acker, Bus, BusError, BusMessage, Consumer, ConsumerSpec, Delivery, Headers, PublishOutcome, StreamKind,
-    Subscription,
+    Acker, Bus, BusError, BusMessage, Consumer, ConsumerSpec, Delivery, Headers, PublishOutcome, StoredMessage,
+    StreamKind, Subscription,
 };
 pub use subject::Subjects;

@@ -70,6 +70,15 @@ pub struct ConsumerSpec {
 
 pub type Subscription = BoxStream<'static, BusMessage>;
 
+/// A message as stored in a stream, with when it was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub message: BusMessage,
+    /// The stream's sequence number (increasing).
+    pub seq: u64,
+    pub stored_unix_ms: i64,
+}
+
 /// Acknowledgement handle of one delivery; cheap to share with a heartbeat task.
 #[async_trait]
 pub trait Acker: Send + Sync {
@@ -126,6 +135,17 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Joins (creating if needed) the durable consumer group described by `spec`.
     async fn consume(&self, spec: ConsumerSpec) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Reads, without any consumer state, up to `limit` messages of stream `kind` that
+    /// match `filter_subject` and were stored at or after `start_unix_ms`, oldest first.
+    /// For queries over a limits stream (the audit trail); not for work queues.
+    async fn read_stream(
+        &self,
+        kind: StreamKind,
+        filter_subject: &str,
+        start_unix_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, BusError>;
 
     /// Whether the bus is reachable now (readiness).
     async fn health(&self) -> Result<(), BusError>;

@@ -6,13 +6,18 @@
 //! read as a TOML value when it parses as one (numbers, booleans, arrays) and
 //! as a string otherwise.
 //!
-//! Secrets never live in the file: API keys and tokens are named by the
-//! environment variable (`api_key_env`, `token_env`) or stored as digests
-//! (`token_sha256`). [`Config::validate`] fails fast with a one-line reason.
+//! Secrets never live in the file: API keys and keys are named by the
+//! environment variable (`api_key_env`, `envelope_key_env`, `secrets_key_env`) or
+//! a mounted file. Users and API tokens live in the identity store, not here.
+//! [`Config::validate`] fails fast with a one-line reason.
 
-use crate::ids::{AgentId, TenantId, UserId};
+use crate::ids::{AgentId, TenantId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use crate::scheduler_config::SchedulerConfig;
+
+pub use crate::slack_config::{SlackChannel, SlackConfig, SlackTeam};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,8 +38,12 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub llm: LlmConfig,
     pub agents: Vec<AgentConfig>,
+    /// Tools that call an HTTP endpoint with a named secret (see [`crate::http_tool`]).
+    pub http_tools: Vec<crate::http_tool::HttpToolConfig>,
     pub telemetry: TelemetryConfig,
     pub security: SecurityConfig,
+    pub scheduler: SchedulerConfig,
+    pub slack: SlackConfig,
 }
 
 impl Default for Config {
@@ -46,8 +55,11 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             llm: LlmConfig::default(),
             agents: vec![AgentConfig::default()],
+            http_tools: Vec::new(),
             telemetry: TelemetryConfig::default(),
             security: SecurityConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            slack: SlackConfig::default(),
         }
     }
 }
@@ -119,8 +131,10 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Agent used when a request names none.
     pub default_agent: String,
-    /// Static API tokens (replaced by issued tokens in the identity model).
-    pub tokens: Vec<StaticToken>,
+    /// Removed: static tokens. Users and API tokens live in the identity store;
+    /// a file that still has `[[gateway.tokens]]` is refused with a pointer to the Admin API.
+    #[serde(default, skip_serializing)]
+    pub tokens: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for GatewayConfig {
@@ -134,26 +148,9 @@ impl Default for GatewayConfig {
             max_timeout_ms: 600_000,
             request_timeout_ms: 10_000,
             default_agent: "default".into(),
-            tokens: Vec::new(),
+            tokens: None,
         }
     }
-}
-
-/// A token → principal mapping. The token itself comes from the environment
-/// (`token_env`) or is given as its SHA-256 (`token_sha256`), never in clear text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticToken {
-    #[serde(default)]
-    pub token_env: Option<String>,
-    #[serde(default)]
-    pub token_sha256: Option<String>,
-    pub tenant: TenantId,
-    pub user: UserId,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -291,11 +288,24 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.
     pub log_level: String,
+    /// Where the admin HTTP server (`/healthz`, `/readyz`, `/metrics`) listens,
+    /// e.g. `0.0.0.0:9090` in a pod; empty = no admin server.
+    pub admin_addr: String,
+    /// OTLP/gRPC collector endpoint (`http://otel-collector:4317`); empty = no trace export.
+    pub otlp_endpoint: String,
+    /// Fraction of new traces sampled (0.0–1.0); a caller's sampled flag is honoured.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: "text".into(), log_level: "info".into() }
+        Self {
+            log_format: "text".into(),
+            log_level: "info".into(),
+            admin_addr: String::new(),
+            otlp_endpoint: String::new(),
+            trace_sample_ratio: 1.0,
+        }
     }
 }
 
@@ -314,6 +324,11 @@ pub struct SecurityConfig {
     /// Policy document (TOML); empty = the built-in default (every user may use every
     /// configured agent and the agent's tools).
     pub policy_file: String,
+    /// Env var holding the 32-byte key (hex or base64) that encrypts named secrets at rest.
+    /// Unset: secrets cannot be stored or resolved (tools that need one report it).
+    pub secrets_key_env: String,
+    /// Or a file holding that key (a mounted Kubernetes Secret).
+    pub secrets_key_file: String,
 }
 
 impl Default for SecurityConfig {
@@ -323,6 +338,8 @@ impl Default for SecurityConfig {
             envelope_key_file: String::new(),
             require_signed_envelopes: false,
             policy_file: String::new(),
+            secrets_key_env: "CLAWHIVE_SECRETS_KEY".into(),
+            secrets_key_file: String::new(),
         }
     }
 }
@@ -358,6 +375,7 @@ impl Config {
             }
             apply_env(&mut doc, &var, &value)?;
         }
+        fill_builtin_providers(&mut doc);
         let mut cfg: Config = toml::Value::Table(doc)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string().trim().replace('\n', " ")))?;
@@ -413,21 +431,41 @@ impl Config {
         if !self.agents.iter().any(|a| a.id.as_str() == self.gateway.default_agent) {
             return bad(format!("gateway.default_agent {:?} is not a configured agent", self.gateway.default_agent));
         }
-        for (i, t) in self.gateway.tokens.iter().enumerate() {
-            match (&t.token_env, &t.token_sha256) {
-                (Some(_), None) => {}
-                (None, Some(h)) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {}
-                (None, Some(_)) => return bad(format!("gateway.tokens[{i}].token_sha256 must be 64 hex characters")),
-                _ => return bad(format!("gateway.tokens[{i}] needs exactly one of token_env or token_sha256")),
-            }
+        if self.gateway.tokens.is_some() {
+            return bad("gateway.tokens is no longer supported: users and API tokens live in the identity store; \
+                create them with `clawhive admin` (the first admin signs in with CLAWHIVE_BOOTSTRAP_ADMIN_TOKEN)"
+                .into());
         }
         for (name, p) in &self.llm.providers {
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return bad(format!("llm.providers.{name}.base_url must start with http:// or https://"));
             }
         }
+        let mut tool_names = std::collections::BTreeSet::new();
+        for t in &self.http_tools {
+            t.validate().map_err(ConfigError::Invalid)?;
+            if !tool_names.insert(t.name.as_str()) {
+                return bad(format!("http_tools: {} is defined twice", t.name));
+            }
+        }
+        let agent_ids: Vec<&str> = self.agents.iter().map(|a| a.id.as_str()).collect();
+        self.slack.validate(&agent_ids).map_err(ConfigError::Invalid)?;
+        self.scheduler.validate()?;
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return bad("telemetry.log_format must be text or json".into());
+        }
+        if !self.telemetry.admin_addr.is_empty() && self.telemetry.admin_addr.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!(
+                "telemetry.admin_addr {:?} must be host:port with an IP address, e.g. 0.0.0.0:9090",
+                self.telemetry.admin_addr
+            ));
+        }
+        let otlp = &self.telemetry.otlp_endpoint;
+        if !otlp.is_empty() && !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
+            return bad(format!("telemetry.otlp_endpoint {otlp:?} must start with http:// or https://"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
+            return bad("telemetry.trace_sample_ratio must be between 0.0 and 1.0".into());
         }
         Ok(())
     }
@@ -439,11 +477,6 @@ impl Config {
     /// The config as TOML with anything secret-looking redacted, for `config check`.
     pub fn redacted_toml(&self) -> String {
         let mut cfg = self.clone();
-        for t in &mut cfg.gateway.tokens {
-            if t.token_sha256.is_some() {
-                t.token_sha256 = Some("<redacted>".into());
-            }
-        }
         cfg.bus.nats_url = redact_url(&cfg.bus.nats_url);
         cfg.store.redis_url = redact_url(&cfg.store.redis_url);
         toml::to_string_pretty(&cfg).unwrap_or_else(|e| format!("# cannot render config: {e}"))
@@ -461,8 +494,25 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// A built-in provider that the file or env only partly sets (say just
+/// `CLAWHIVE_LLM__PROVIDERS__OPENROUTER__BASE_URL`) keeps its other defaults.
+fn fill_builtin_providers(doc: &mut toml::Table) {
+    let Some(toml::Value::Table(providers)) = doc.get_mut("llm").and_then(|l| l.get_mut("providers")) else {
+        return;
+    };
+    for (name, builtin) in LlmConfig::default().providers {
+        if let (Some(toml::Value::Table(given)), Ok(toml::Value::Table(defaults))) =
+            (providers.get_mut(&name), toml::Value::try_from(&builtin))
+        {
+            for (k, v) in defaults {
+                given.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
 /// Top-level config sections that `CLAWHIVE_<SECTION>__…` variables may set.
-const SECTIONS: &[&str] = &["bus", "store", "gateway", "worker", "llm", "telemetry", "security"];
+const SECTIONS: &[&str] = &["bus", "store", "gateway", "worker", "llm", "telemetry", "security", "scheduler", "slack"];
 
 fn apply_env(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = var["CLAWHIVE_".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -553,6 +603,40 @@ mod tests {
         assert!(e.to_string().contains("provider/model"), "{e}");
         let e = Config::from_sources(Some("[bus\n"), Vec::new()).unwrap_err();
         assert!(matches!(e, ConfigError::Parse(_)));
+    }
+
+    #[test]
+    fn a_builtin_provider_keeps_its_defaults_when_partly_overridden() {
+        let cfg = Config::from_sources(
+            None,
+            env(&[("CLAWHIVE_LLM__PROVIDERS__OPENROUTER__BASE_URL", "http://127.0.0.1:1/v1")]),
+        )
+        .unwrap();
+        let p = &cfg.llm.providers["openrouter"];
+        assert_eq!(
+            (p.kind, p.base_url.as_str(), p.api_key_env.as_str()),
+            (ProviderKind::Openai, "http://127.0.0.1:1/v1", "OPENROUTER_API_KEY")
+        );
+    }
+
+    #[test]
+    fn telemetry_addresses_are_checked() {
+        let cfg = Config::from_sources(
+            None,
+            env(&[
+                ("CLAWHIVE_TELEMETRY__ADMIN_ADDR", "0.0.0.0:9090"),
+                ("CLAWHIVE_TELEMETRY__OTLP_ENDPOINT", "http://otel:4317"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.telemetry.admin_addr, "0.0.0.0:9090");
+        assert_eq!(cfg.telemetry.otlp_endpoint, "http://otel:4317");
+        let e = Config::from_sources(None, env(&[("CLAWHIVE_TELEMETRY__ADMIN_ADDR", "localhost")])).unwrap_err();
+        assert!(e.to_string().contains("telemetry.admin_addr"), "{e}");
+        let e = Config::from_sources(None, env(&[("CLAWHIVE_TELEMETRY__OTLP_ENDPOINT", "otel:4317")])).unwrap_err();
+        assert!(e.to_string().contains("telemetry.otlp_endpoint"), "{e}");
+        let e = Config::from_sources(None, env(&[("CLAWHIVE_TELEMETRY__TRACE_SAMPLE_RATIO", "2.0")])).unwrap_err();
+        assert!(e.to_string().contains("trace_sample_ratio"), "{e}");
     }
 
     #[test]

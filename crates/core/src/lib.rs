@@ -12,16 +12,23 @@
 //! - [`config`]: the configuration model, defaults, env overrides and validation.
 //! - [`signing`]: HMAC signatures over bus envelopes, so forged principals are rejected.
 //! - [`policy`]: grants of agents, tools and secrets; default deny for tools.
+//! - [`schedule`]: scheduled jobs, their cron/interval/once schedules and the catch-up rule.
+//! - [`scheduler_config`]: the `[scheduler]` config section.
+//! - [`http_tool`]: config of HTTP tools that call an endpoint with a named secret.
 //! - [`token`]: hashing and constant-time comparison of API tokens.
 
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod http_tool;
 pub mod ids;
 pub mod policy;
 pub mod principal;
+pub mod schedule;
+pub mod scheduler_config;
 pub mod session;
 pub mod signing;
+pub mod slack_config;
 pub mod time;
 pub mod token;
 

@@ -40,9 +40,22 @@ impl SessionMeta {
     }
 
     /// Whether `who` may post into the session (admins read but do not speak for others).
+    /// A shared session (a Slack thread, see [`SHARED_PREFIX`]) takes turns from
+    /// every user of its tenant, each turn tagged with its speaker; the ingress
+    /// that names such a session decides who is in the conversation.
     pub fn writable_by(&self, who: &Principal) -> bool {
-        who.tenant == self.key.tenant && who.user == self.owner
+        who.tenant == self.key.tenant && (who.user == self.owner || is_shared(&self.key.session))
     }
+}
+
+/// Session ids starting with this are shared by the members of a conversation
+/// (a Slack thread) rather than owned by one user. Only ingresses create them;
+/// the gateway refuses them from API clients.
+pub const SHARED_PREFIX: &str = "shared:";
+
+/// Whether `session` is a shared conversation's session.
+pub fn is_shared(session: &SessionId) -> bool {
+    session.as_str().starts_with(SHARED_PREFIX)
 }
 
 #[cfg(test)]
@@ -72,5 +85,13 @@ mod tests {
         assert!(meta.readable_by(&p("acme", "root", true)));
         assert!(!meta.readable_by(&p("other", "alice", true)));
         assert!(!meta.writable_by(&p("acme", "root", true)));
+        assert!(!meta.writable_by(&p("acme", "bob", false)));
+        let shared = SessionMeta {
+            key: SessionKey::new(TenantId::new("acme").unwrap(), SessionId::new("shared:slack:T1:C1:1-2").unwrap()),
+            ..meta
+        };
+        assert!(shared.writable_by(&p("acme", "bob", false)));
+        assert!(!shared.writable_by(&p("other", "bob", false)));
+        assert!(!shared.readable_by(&p("acme", "bob", false)));
     }
 }

@@ -68,7 +68,16 @@ impl LlmRouter {
                 .providers
                 .get(provider_name)
                 .ok_or_else(|| LlmError::UnknownProvider { provider: provider_name.into(), model: model.clone() })?;
-            match try_model(provider, model_id, req, deadline, &emit, &emitted).await {
+            let span = tracing::info_span!("llm.chat", model = %model, provider = provider_name,
+                input_tokens = tracing::field::Empty, output_tokens = tracing::field::Empty,
+                outcome = tracing::field::Empty, otel.kind = "client");
+            let started = Instant::now();
+            let result = {
+                use tracing::Instrument;
+                try_model(provider, model_id, req, deadline, &emit, &emitted).instrument(span.clone()).await
+            };
+            record(&span, model, &result, started.elapsed());
+            match result {
                 Ok(mut resp) => {
                     resp.model = model.clone();
                     tracing::debug!(
@@ -91,6 +100,20 @@ impl LlmRouter {
         }
         Err(last_err)
     }
+}
+
+/// Puts the model's answer (tokens, outcome) on its span and in the metrics.
+fn record(span: &tracing::Span, model: &str, result: &Result<ChatResponse, LlmError>, elapsed: std::time::Duration) {
+    let (outcome, input, output) = match result {
+        Ok(r) => ("ok", r.usage.input_tokens as u64, r.usage.output_tokens as u64),
+        Err(e) => (e.code().as_str(), 0, 0),
+    };
+    span.record("outcome", outcome);
+    if result.is_ok() {
+        span.record("input_tokens", input);
+        span.record("output_tokens", output);
+    }
+    clawhive_telemetry::metrics::observe_llm(model, outcome, elapsed, input, output);
 }
 
 /// One model with retries. Returns the last error once retrying stops.

@@ -95,6 +95,19 @@ pub trait IdentityStore: Send + Sync + 'static {
         label: &str,
     ) -> Result<IssuedToken, StoreError>;
 
+    /// Registers a token whose plaintext the caller already holds, given as its
+    /// lowercase hex SHA-256 (provisioning: the `clawhive up` admin token, fixtures).
+    /// Same rules as an issued token; `Conflict` if the hash is already registered.
+    /// Returns the new token id.
+    async fn register_token(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        sha256: &str,
+        expires_at_unix_ms: Option<i64>,
+        label: &str,
+    ) -> Result<String, StoreError>;
+
     /// The principal behind a presented token; `None` when the token is unknown,
     /// revoked, expired, or its user was deleted.
     async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError>;
@@ -116,6 +129,12 @@ pub trait IdentityStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn resolve_external(&self, provider: &str, external_id: &str) -> Result<Option<Principal>, StoreError>;
+
+    /// The pairing codes kept beside these identities, when the adapter keeps them
+    /// (both built-in adapters do), so the Admin API can approve them.
+    fn pairings(&self) -> Option<&dyn crate::pairing::PairingStore> {
+        None
+    }
 }
 
 // ------------------------------------------------------------ shared by the adapters
@@ -213,6 +232,15 @@ pub(crate) fn valid_token_id(id: &str) -> bool {
 
 /// Checks a provider name (`[a-z0-9_-]`, ≤ 32) and an external id (printable
 /// ASCII, no whitespace or braces, ≤ 256).
+/// Checks a token digest: 64 lowercase hex digits (as [`clawhive_core::token::hash_token`] makes).
+pub(crate) fn check_sha256(sha256: &str) -> Result<(), StoreError> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid("a token digest must be 64 lowercase hex digits".into()))
+    }
+}
+
 pub(crate) fn check_external(provider: &str, external_id: &str) -> Result<(), StoreError> {
     let ok_provider = !provider.is_empty()
         && provider.len() <= 32

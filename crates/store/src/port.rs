@@ -113,11 +113,20 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Adds `tokens` to `user`'s and to the tenant's token usage on `day` (`YYYY-MM-DD`, UTC),
     /// atomically, and returns the new totals. Usage is kept for a few days only.
-    async fn add_usage(&self, tenant: &TenantId, user: &UserId, day: &str, tokens: u64)
-    -> Result<DailyUsage, StoreError>;
+    async fn add_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        day: &str,
+        tokens: u64,
+    ) -> Result<DailyUsage, StoreError>;
 
     /// `user`'s and the tenant's token usage on `day` (`YYYY-MM-DD`, UTC); 0 if none recorded.
     async fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> Result<DailyUsage, StoreError>;
+
+    /// Counts one more turn started by `user` in `tenant` in the minute `minute`
+    /// (Unix minutes) and returns the count so far in that minute (rate limits).
+    async fn count_turn(&self, tenant: &TenantId, user: &UserId, minute: i64) -> Result<u64, StoreError>;
 
     /// Whether the store is reachable now (readiness).
     async fn health(&self) -> Result<(), StoreError>;

@@ -14,10 +14,13 @@ mod codec;
 mod errors;
 mod identity;
 mod keys;
+mod pairing;
+mod schedules;
 mod scripts;
+mod secrets;
 
-use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
 use crate::port::DailyUsage;
+use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
 use async_trait::async_trait;
 use clawhive_core::chat::Message;
 use clawhive_core::config::{StoreConfig, redact_url};
@@ -327,7 +330,8 @@ impl SessionStore for RedisStore {
     ) -> Result<DailyUsage, StoreError> {
         check_day(day)?;
         let (user_key, tenant_key) = (self.keys.usage(tenant, user, day), self.keys.tenant_usage(tenant, day));
-        let tokens = i64::try_from(tokens).map_err(|_| StoreError::Invalid(format!("token count {tokens} too large")))?;
+        let tokens =
+            i64::try_from(tokens).map_err(|_| StoreError::Invalid(format!("token count {tokens} too large")))?;
         // Both keys share the tenant's hash tag, so MULTI works on a cluster too.
         let (user_total, tenant_total): (i64, i64) = redis::pipe()
             .atomic()
@@ -361,6 +365,22 @@ impl SessionStore for RedisStore {
             .await
             .map_err(failed("MGET usage"))?;
         Ok(DailyUsage { user: u.unwrap_or(0).max(0) as u64, tenant: t.unwrap_or(0).max(0) as u64 })
+    }
+
+    async fn count_turn(&self, tenant: &TenantId, user: &UserId, minute: i64) -> Result<u64, StoreError> {
+        let key = self.keys.rate(tenant, user, minute);
+        let (count,): (i64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(120)
+            .ignore()
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("INCR rate"))?;
+        Ok(count.max(0) as u64)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

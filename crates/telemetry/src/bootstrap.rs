@@ -39,24 +39,49 @@ pub fn install_crypto_provider() {
 }
 
 /// Installs the global tracing subscriber once: text or JSON lines on stderr,
-/// filtered by `RUST_LOG` or the configured level.
+/// filtered by `RUST_LOG` or the configured level, plus OTLP trace export when
+/// `telemetry.otlp_endpoint` is set (call inside the tokio runtime; a bad
+/// endpoint is logged and the service runs on without export).
 pub fn init_tracing(cfg: &TelemetryConfig, service: &'static str) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        use tracing_subscriber::EnvFilter;
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
         use std::io::IsTerminal;
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal());
-        let result = if cfg.log_format == "json" {
-            builder.json().flatten_event(true).with_current_span(true).try_init()
+        use tracing_subscriber::EnvFilter;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+        let json = cfg.log_format == "json";
+        let text_layer = (!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+        });
+        let json_layer = json.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_writer(std::io::stderr)
+        });
+        let (otel_layer, otel_error) = if cfg.otlp_endpoint.is_empty() {
+            (None, None)
         } else {
-            builder.with_target(false).try_init()
+            match crate::otel::tracer_layer(&cfg.otlp_endpoint, service, cfg.trace_sample_ratio) {
+                Ok(l) => (Some(l), None),
+                Err(e) => (None, Some(e)),
+            }
         };
+        let result =
+            tracing_subscriber::registry().with(otel_layer).with(filter).with(text_layer).with(json_layer).try_init();
         if result.is_ok() {
+            crate::metrics::register_service(service);
             tracing::debug!(service, "tracing initialised");
+            if let Some(e) = otel_error {
+                tracing::warn!(error = %e, "Traces will not be exported.");
+            } else if !cfg.otlp_endpoint.is_empty() {
+                tracing::info!(service, endpoint = %cfg.otlp_endpoint, "Exporting traces over OTLP.");
+            }
         }
     });
 }

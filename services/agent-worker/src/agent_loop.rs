@@ -31,8 +31,11 @@ pub struct LoopInput<'a> {
     pub max_steps: u32,
     pub deadline: Instant,
     pub request_id: &'a str,
+    pub session_id: &'a str,
     /// Policy checks and audit of this turn's tool calls.
     pub guard: &'a TurnGuard<'a>,
+    /// Named secrets for tools, resolved for this turn's principal.
+    pub secrets: &'a (dyn crate::tools::SecretResolver + Sync),
 }
 
 pub async fn run_loop(
@@ -86,11 +89,26 @@ pub async fn run_loop(
             let configured = agent.tools.iter().any(|t| t == &call.name);
             // Re-checked at every call: the model may ask for a tool it was never offered.
             let decision = input.guard.check_tool_call(&call.name, &call.arguments).await;
+            // Label by registry name only: the model may invent any name.
+            let known = if tools.get(&call.name).is_some() { call.name.as_str() } else { "unknown" };
+            let verdict = match (configured, decision.allowed) {
+                (false, _) => "not_offered",
+                (true, true) => "allow",
+                (true, false) => "deny",
+            };
+            clawhive_telemetry::metrics::tool_call(known, verdict);
             let result = match (configured, decision.allowed, tools.get(&call.name)) {
                 (true, false, _) => crate::policy::tool_denied_result(&call.name),
                 (true, true, Some(tool)) => {
                     let remaining = input.deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, tool.call(&call.arguments)).await {
+                    let ctx = crate::tools::ToolContext {
+                        principal: input.guard.principal(),
+                        agent: &agent.id,
+                        session_id: input.session_id,
+                        request_id: input.request_id,
+                        secrets: input.secrets,
+                    };
+                    match tokio::time::timeout(remaining, tool.call_as(&ctx, &call.arguments)).await {
                         Ok(Ok(text)) => text,
                         Ok(Err(e)) => format!("error: {e}"),
                         Err(_) => return Err(ClawError::deadline("the turn's deadline passed during a tool call")),

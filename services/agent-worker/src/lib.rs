@@ -6,6 +6,7 @@
 //! - [`agent_loop`]: the LLM ↔ tool loop of one turn.
 //! - [`keepalive`]: in-progress heartbeats to JetStream and lease renewal.
 //! - [`policy`]: the policy (reloaded on change), per-call checks and the audit trail.
+//! - [`secrets`]: named secrets resolved for a tool, policy-checked and audited.
 //! - [`tools`]: built-in tools and the registry the loop offers to the model.
 //!
 //! Invariants:
@@ -19,8 +20,9 @@
 pub mod agent_loop;
 pub mod keepalive;
 pub mod policy;
+pub mod secrets;
 pub mod tools;
 pub mod turn;
 pub mod worker;
 
-pub use worker::{Deps, WorkerError, WorkerHandle, run, start};
+pub use worker::{Deps, Extras, WorkerError, WorkerHandle, run, run_observed, start, start_with};

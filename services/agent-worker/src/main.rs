@@ -29,9 +29,22 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    clawhive_telemetry::init_tracing(&cfg.telemetry, "agent-worker");
+    clawhive_telemetry::init_tracing(&cfg.telemetry, "clawhive-agent-worker");
     let shutdown = clawhive_telemetry::shutdown::on_signal();
-    match clawhive_agent_worker::run(cfg, shutdown).await {
+    let admin =
+        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-agent-worker", &["nats", "redis"], &shutdown)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("clawhive-agent-worker: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    let result = clawhive_agent_worker::run_observed(cfg, shutdown, admin.readiness()).await;
+    admin.stop().await;
+    clawhive_telemetry::flush_traces();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clawhive-agent-worker: {e}");

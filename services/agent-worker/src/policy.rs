@@ -14,6 +14,7 @@ use clawhive_core::config::AgentConfig;
 use clawhive_core::policy::{Decision, Policy, arguments_digest};
 use clawhive_core::{ClawError, ErrorCode, Principal};
 use clawhive_proto::v1 as pb;
+use clawhive_store::SessionStore;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -125,6 +126,13 @@ impl PolicyWatch {
 
 pub const KIND_AGENT_ACCESS: &str = "agent_access";
 pub const KIND_TOOL_CALL: &str = "tool_call";
+pub const KIND_BUDGET: &str = "budget";
+pub const KIND_SECRET_ACCESS: &str = "secret_access";
+pub const KIND_RATE_LIMIT: &str = "rate_limit";
+
+/// Audit sequence numbers of the once-per-request checks (tool calls count up from 1).
+const SEQ_RATE: u32 = u32::MAX - 1;
+const SEQ_BUDGET: u32 = u32::MAX - 2;
 
 /// The message a model sees when it calls a tool the principal lacks.
 pub fn tool_denied_result(tool: &str) -> String {
@@ -176,6 +184,74 @@ impl<'a> TurnGuard<'a> {
             tracing::warn!(user = %self.principal.user, agent = %self.agent.id, reason = %d.reason, "agent access denied");
             Err(ClawError::new(ErrorCode::PermissionDenied, format!("agent {} is not granted to you", self.agent.id)))
         }
+    }
+
+    /// Counts the turn against `[budgets] requests_per_minute_per_user`; audited when denied.
+    /// Only a request's first delivery counts, so redeliveries are not punished.
+    pub async fn check_rate(&self, store: &dyn SessionStore, first_delivery: bool) -> Result<(), ClawError> {
+        let Some(limit) = self.policy.current().requests_per_minute() else { return Ok(()) };
+        if !first_delivery {
+            return Ok(());
+        }
+        let minute = clawhive_core::time::now_unix_ms() / 60_000;
+        let count = store
+            .count_turn(&self.principal.tenant, &self.principal.user, minute)
+            .await
+            .map_err(|e| ClawError::unavailable(format!("rate limit check failed: {e}")))?;
+        if count <= u64::from(limit) {
+            return Ok(());
+        }
+        let reason = format!("rate limit of {limit} requests per minute reached");
+        tracing::warn!(user = %self.principal.user, limit, "rate limit reached");
+        self.audit(SEQ_RATE, KIND_RATE_LIMIT, "", &Decision { allowed: false, reason: reason.clone() }, "").await;
+        Err(ClawError::new(ErrorCode::ResourceExhausted, format!("{reason}; try again in a minute")))
+    }
+
+    /// Checks the principal's and the tenant's daily token budgets before any LLM call.
+    /// Usage counts what the providers reported for committed turns (UTC days).
+    pub async fn check_budget(&self, store: &dyn SessionStore) -> Result<(), ClawError> {
+        let policy = self.policy.current();
+        let (user_budget, tenant_budget) = (policy.daily_token_budget(self.principal), policy.daily_tenant_budget());
+        if user_budget.is_none() && tenant_budget.is_none() {
+            return Ok(());
+        }
+        let day = clawhive_core::time::utc_day(clawhive_core::time::now_unix_ms());
+        let used = store
+            .usage(&self.principal.tenant, &self.principal.user, &day)
+            .await
+            .map_err(|e| ClawError::unavailable(format!("token budget check failed: {e}")))?;
+        let reason = match (user_budget, tenant_budget) {
+            (Some(b), _) if used.user >= b => {
+                format!("daily token budget exhausted: {} of {b} tokens used today (UTC)", used.user)
+            }
+            (_, Some(b)) if used.tenant >= b => {
+                format!(
+                    "your organisation's daily token budget is exhausted: {} of {b} tokens used today (UTC)",
+                    used.tenant
+                )
+            }
+            _ => return Ok(()),
+        };
+        tracing::warn!(user = %self.principal.user, used_user = used.user, used_tenant = used.tenant, "token budget exhausted");
+        self.audit(SEQ_BUDGET, KIND_BUDGET, "", &Decision { allowed: false, reason: reason.clone() }, "").await;
+        Err(ClawError::new(ErrorCode::ResourceExhausted, format!("{reason}; it resets at 00:00 UTC")))
+    }
+
+    /// Checks that the principal may read secret `name` on this agent, and audits it
+    /// (the record names the secret in its `tool` field; never the value).
+    pub async fn check_secret(&self, name: &str) -> Decision {
+        let d = self.policy.current().may_use_secret(self.principal, self.agent, name);
+        if !d.allowed {
+            tracing::warn!(user = %self.principal.user, agent = %self.agent.id, secret = %name, reason = %d.reason,
+                "secret access denied");
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.audit(seq, KIND_SECRET_ACCESS, name, &d, "").await;
+        d
+    }
+
+    pub fn principal(&self) -> &Principal {
+        self.principal
     }
 
     /// Whether a tool may be offered to the model (not audited: nothing was called).

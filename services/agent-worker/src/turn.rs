@@ -30,6 +30,8 @@ enum Disposition {
 
 pub(crate) async fn handle(ctx: Arc<Ctx>, delivery: Delivery, hard_stop: tokio_util::sync::CancellationToken) {
     let acker = delivery.acker.clone();
+    let started = Instant::now();
+    clawhive_telemetry::metrics::add_in_flight(1);
     let disposition = tokio::select! {
         d = process(&ctx, &delivery) => d,
         _ = hard_stop.cancelled() => {
@@ -37,6 +39,13 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, delivery: Delivery, hard_stop: tokio_u
             Disposition::Nak(Duration::ZERO)
         }
     };
+    clawhive_telemetry::metrics::add_in_flight(-1);
+    let outcome = match disposition {
+        Disposition::Ack => "ack",
+        Disposition::Nak(_) => "nak",
+        Disposition::Term => "term",
+    };
+    clawhive_telemetry::metrics::observe_turn(outcome, started.elapsed());
     let result = match disposition {
         Disposition::Ack => acker.ack().await,
         Disposition::Nak(d) => acker.nak(if d.is_zero() { None } else { Some(d) }).await,
@@ -73,10 +82,21 @@ async fn process(ctx: &Ctx, delivery: &Delivery) -> Disposition {
             "request rejected: envelope signature check failed; terminated");
         return Disposition::Term;
     }
-    let trace = trace_of(&delivery.message).map(|t| t.child()).unwrap_or_else(TraceContext::new_root);
+    if delivery.attempt == 1 && raw.created_unix_ms > 0 {
+        let waited = clawhive_core::time::now_unix_ms().saturating_sub(raw.created_unix_ms);
+        clawhive_telemetry::metrics::observe_queue_wait(Duration::from_millis(waited.max(0) as u64));
+    }
+    let parent = trace_of(&delivery.message);
+    let trace = parent.map(|t| t.child()).unwrap_or_else(TraceContext::new_root);
     let span = tracing::info_span!("turn", request_id = %raw.request_id, session = %raw.session_id,
         tenant = raw.principal.as_ref().map(|p| p.tenant_id.as_str()).unwrap_or(""), attempt = delivery.attempt,
-        trace_id = %trace.trace_id_hex());
+        trace_id = %trace.trace_id_hex(), otel.kind = "consumer");
+    // With trace export on, this span joins the ingress's trace and its own
+    // context is what the replies carry on.
+    if let Some(p) = &parent {
+        clawhive_telemetry::otel::set_parent(&span, p);
+    }
+    let trace = clawhive_telemetry::otel::context_of(&span).unwrap_or(trace);
     let turn = match validate(raw, trace) {
         Ok(t) => t,
         Err(bad) => {
@@ -164,6 +184,13 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
     // Policy: may this principal use this agent? Audited; denied means no LLM call.
     let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, &agent_cfg, &turn.raw);
     if let Err(err) = guard.authorize_agent().await {
+        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+    }
+    if let Err(err) = guard.check_rate(ctx.store.as_ref(), delivery.attempt <= 1).await {
+        if err.code.is_transient() {
+            tracing::warn!(error = %err, "store unavailable");
+            return Disposition::Nak(Duration::from_secs(1));
+        }
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
 
@@ -270,6 +297,15 @@ async fn run_leased(
     let on_delta = |text: &str| deltas.push(text);
     let max_steps = agent_cfg.max_steps.unwrap_or(ctx.config.worker.max_steps);
     let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, agent_cfg, &turn.raw);
+    // Budgets are checked before the LLM call: an exhausted budget means no call at all.
+    if let Err(err) = guard.check_budget(store.as_ref()).await {
+        deltas.finish().await;
+        if err.code.is_transient() {
+            tracing::warn!(error = %err, "store unavailable");
+            return Disposition::Nak(Duration::from_secs(1));
+        }
+        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+    }
     let outcome = run_loop(
         &ctx.llm,
         &ctx.tools,
@@ -280,7 +316,9 @@ async fn run_leased(
             max_steps,
             deadline: turn.deadline,
             request_id: turn.request_id.as_str(),
+            session_id: turn.key.session.as_str(),
             guard: &guard,
+            secrets: &crate::secrets::TurnSecrets { guard: &guard, vault: ctx.secrets.as_ref() },
         },
         &on_delta,
     )
@@ -339,6 +377,7 @@ async fn run_leased(
         Ok(CommitOutcome::Committed) => {
             tracing::info!(model = %record.reply.model, input_tokens = record.reply.usage.input_tokens,
                 output_tokens = record.reply.usage.output_tokens, failed = record.reply.error.is_some(), "turn committed");
+            count_usage(ctx, turn, &record.reply).await;
             publish_stored(ctx, turn, &record.reply).await
         }
         Ok(CommitOutcome::AlreadyCommitted(stored)) => publish_stored(ctx, turn, &stored).await,
@@ -350,6 +389,19 @@ async fn run_leased(
             tracing::warn!(error = %e, "commit failed; handing the request back");
             Disposition::Nak(Duration::from_secs(1))
         }
+    }
+}
+
+/// Adds the turn's reported tokens to the user's and tenant's daily usage (budgets).
+/// Runs once per committed turn; a failure under-counts and is logged.
+async fn count_usage(ctx: &Ctx, turn: &Turn, reply: &StoredReply) {
+    let tokens = u64::from(reply.usage.input_tokens) + u64::from(reply.usage.output_tokens);
+    if tokens == 0 {
+        return;
+    }
+    let day = clawhive_core::time::utc_day(clawhive_core::time::now_unix_ms());
+    if let Err(e) = ctx.store.add_usage(&turn.principal.tenant, &turn.principal.user, &day, tokens).await {
+        tracing::warn!(error = %e, tokens, "token usage not recorded; budgets under-count this turn");
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Deps {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn SessionStore>,
     pub llm: LlmRouter,
+    /// Named secrets for tools; `None` when no secrets key is configured.
+    pub secrets: Option<clawhive_store::SecretVault>,
 }
 
 pub(crate) struct Ctx {
@@ -44,6 +46,7 @@ pub(crate) struct Ctx {
     pub store: Arc<dyn SessionStore>,
     pub envelopes: Envelopes,
     pub llm: LlmRouter,
+    pub secrets: Option<clawhive_store::SecretVault>,
     pub tools: Registry,
     pub instance_id: String,
     /// Verifies the ingress's signature over each request's principal.
@@ -68,6 +71,23 @@ impl WorkerHandle {
 /// pulling, lets in-flight turns finish within `worker.drain_timeout_ms` and
 /// hands the rest back un-acked.
 pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<WorkerHandle, WorkerError> {
+    start_with(cfg, deps, Extras::default(), shutdown).await
+}
+
+/// Optional parts of a worker, beyond [`Deps`].
+#[derive(Default)]
+pub struct Extras {
+    /// Scheduled jobs: offers the `schedule` tool (to agents that list it).
+    pub jobs: Option<clawhive_store::Jobs>,
+}
+
+/// [`start`] with the optional parts in `extras`.
+pub async fn start_with(
+    cfg: &Config,
+    deps: Deps,
+    extras: Extras,
+    shutdown: CancellationToken,
+) -> Result<WorkerHandle, WorkerError> {
     let subjects = Subjects::new(cfg.bus.namespace.clone());
     let spec = ConsumerSpec {
         stream: StreamKind::Requests,
@@ -80,6 +100,11 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
     };
     let signer = clawhive_core::signing::signer_from_config(&cfg.security).map_err(WorkerError::Config)?;
     let policy = crate::policy::PolicyWatch::load(&cfg.security.policy_file)?;
+    let mut tools = Registry::builtin();
+    tools.add_http_tools(&cfg.http_tools).map_err(WorkerError::Config)?;
+    if let Some(jobs) = extras.jobs {
+        tools.add_schedule_tool(jobs);
+    }
     let mut consumer = deps.bus.consume(spec).await?;
     let instance_id = format!("worker-{}", uuid::Uuid::new_v4().simple());
     let ctx = Arc::new(Ctx {
@@ -87,7 +112,8 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         store: deps.store,
         envelopes: Envelopes::new(deps.bus, subjects),
         llm: deps.llm,
-        tools: Registry::builtin(),
+        secrets: deps.secrets,
+        tools,
         instance_id: instance_id.clone(),
         signer,
         policy,
@@ -154,7 +180,53 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), WorkerE
     bus.ensure_topology().await?;
     let store = Arc::new(clawhive_store::RedisStore::connect(&cfg.store).await?);
     let llm = LlmRouter::from_config(&cfg.llm, &|k| std::env::var(k).ok())?;
-    let handle = start(&cfg, Deps { bus, store, llm }, shutdown).await?;
+    let secrets =
+        clawhive_store::secrets::vault_from_config(&cfg.security, store.clone()).map_err(WorkerError::Config)?;
+    let jobs = clawhive_store::Jobs::new(store.clone(), store.clone(), Arc::new(cfg.clone()));
+    let extras = Extras { jobs: Some(jobs) };
+    let handle = start_with(&cfg, Deps { bus, store, llm, secrets }, extras, shutdown).await?;
+    handle.wait().await
+}
+
+/// [`run`] for a pod: keeps retrying NATS and Redis while unready (instead of
+/// exiting), then reports their health on `readiness` (`nats`, `redis`).
+pub async fn run_observed(
+    cfg: Config,
+    shutdown: CancellationToken,
+    readiness: clawhive_telemetry::Readiness,
+) -> Result<(), WorkerError> {
+    use clawhive_telemetry::connect_with_retry;
+    let llm = LlmRouter::from_config(&cfg.llm, &|k| std::env::var(k).ok())?;
+    let Some(bus) = connect_with_retry("nats", &shutdown, || async {
+        let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await?;
+        bus.ensure_topology().await?;
+        Ok::<_, clawhive_bus::BusError>(bus)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let bus = Arc::new(bus);
+    let b = bus.clone();
+    readiness.set_check("nats", move || {
+        let b = b.clone();
+        async move { b.health().await }
+    });
+    let Some(store) = connect_with_retry("redis", &shutdown, || clawhive_store::RedisStore::connect(&cfg.store)).await
+    else {
+        return Ok(());
+    };
+    let store = Arc::new(store);
+    let s = store.clone();
+    readiness.set_check("redis", move || {
+        let s = s.clone();
+        async move { s.health().await }
+    });
+    let secrets =
+        clawhive_store::secrets::vault_from_config(&cfg.security, store.clone()).map_err(WorkerError::Config)?;
+    let jobs = clawhive_store::Jobs::new(store.clone(), store.clone(), Arc::new(cfg.clone()));
+    let extras = Extras { jobs: Some(jobs) };
+    let handle = start_with(&cfg, Deps { bus, store, llm, secrets }, extras, shutdown).await?;
     handle.wait().await
 }
 

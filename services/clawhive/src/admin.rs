@@ -31,6 +31,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Pairing codes of new Slack users.
+    Pairing {
+        #[command(subcommand)]
+        command: PairingCommand,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -51,6 +56,19 @@ pub enum UserCommand {
     List,
     /// Delete a user and revoke their tokens.
     Delete { user: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PairingCommand {
+    /// Pending codes (unexpired, not yet approved).
+    List,
+    /// Approve a code: link the Slack user to a user of your tenant.
+    Approve {
+        code: String,
+        /// Link to this user (created if missing); default `slack:<team>:<user>`.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -145,6 +163,17 @@ async fn call(
             let req = pb::RevokeTokenRequest { token_id: token_id.clone(), ..Default::default() };
             c.revoke_token(authed(req, auth)).await?;
             println!("revoked {token_id}");
+        }
+        AdminCommand::Pairing { command: PairingCommand::List } => {
+            for p in c.list_pairings(authed(pb::ListPairingsRequest::default(), auth)).await?.into_inner().pairings {
+                println!("{}\t{}:{}\texpires={}\t{}", p.code, p.provider, p.external_id, p.expires_unix_ms, p.display_name);
+            }
+        }
+        AdminCommand::Pairing { command: PairingCommand::Approve { code, user } } => {
+            let req = pb::ApprovePairingRequest { code, user_id: user.unwrap_or_default(), ..Default::default() };
+            let r = c.approve_pairing(authed(req, auth)).await?.into_inner();
+            let (p, u) = (r.pairing.unwrap_or_default(), r.user.unwrap_or_default());
+            println!("approved {}: {}:{} is now user {} in tenant {}", p.code, p.provider, p.external_id, u.user_id, u.tenant_id);
         }
         AdminCommand::Token { command: TokenCommand::List { user } } => {
             let req = pb::ListTokensRequest { user_id: user, ..Default::default() };

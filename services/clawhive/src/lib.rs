@@ -1,6 +1,7 @@
 //! The `clawhive` command line.
 //!
 //! - [`admin`]: `clawhive admin user|token …` — users and API tokens via the Admin API.
+//! - [`schedule`]: `clawhive schedule create|list|get|delete|pause|resume` — your scheduled jobs.
 //! - [`chat`]: `clawhive chat` — talk to a gateway over gRPC.
 //! - `config check` — print the effective (redacted) config or a one-line error.
 //! - [`up`]: `clawhive up` — gateway + N agent workers in one process, with
@@ -9,6 +10,7 @@
 pub mod admin;
 pub mod chat;
 pub mod local_servers;
+pub mod schedule;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage your scheduled jobs (prompts run on a cron, interval or once).
+    Schedule(schedule::ScheduleArgs),
     /// Run the whole system (gateway + agent workers) in this process.
     Up(up::UpArgs),
 }
@@ -64,6 +68,7 @@ pub fn main_entry() -> ExitCode {
         Command::Admin(args) => runtime().block_on(admin::run(args)),
         Command::Chat(args) => runtime().block_on(chat::run(args)),
         Command::Up(args) => runtime().block_on(up::run(args)),
+        Command::Schedule(args) => runtime().block_on(schedule::run(args)),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::local_servers::{LocalServers, Missing};
 use clawhive_bus::port::Bus;
-use clawhive_core::config::{Config, StaticToken, split_model};
+use clawhive_core::config::{Config, split_model};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,27 +83,24 @@ pub async fn run(args: UpArgs) -> ExitCode {
         eprintln!("error: cannot create data dir {}: {e}", dir.display());
         return ExitCode::from(2);
     }
-    let token = if cfg.gateway.tokens.is_empty() {
-        match bootstrap_token(&dir) {
-            Ok(t) => {
-                cfg.gateway.tokens.push(StaticToken {
-                    token_env: None,
-                    token_sha256: Some(clawhive_core::token::hash_token(&t)),
-                    tenant: clawhive_core::TenantId::new("local").expect("valid tenant id"),
-                    user: clawhive_core::UserId::new("admin").expect("valid user id"),
-                    roles: vec!["admin".into()],
-                    groups: Vec::new(),
-                });
-                Some(t)
-            }
+    // The local admin's token: kept in the data dir, registered in the identity store at start.
+    let token = match bootstrap_token(&dir) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Secrets get a key of their own in the data dir unless one is configured.
+    if std::env::var(&cfg.security.secrets_key_env).is_err() && cfg.security.secrets_key_file.is_empty() {
+        match local_key_file(&dir, "secrets-key") {
+            Ok(path) => cfg.security.secrets_key_file = path.display().to_string(),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 return ExitCode::from(2);
             }
         }
-    } else {
-        None
-    };
+    }
     warn_missing_llm_keys(&cfg);
 
     let backend = if args.external { Backend::External } else { args.backend };
@@ -138,8 +135,14 @@ pub async fn run(args: UpArgs) -> ExitCode {
     }
 }
 
-/// The bus, and the store twice: as sessions and as identities (the same object).
-type Adapters = (Arc<dyn Bus>, Arc<dyn clawhive_store::SessionStore>, Arc<dyn clawhive_store::IdentityStore>);
+/// The bus, and the store three times: as sessions, identities and secrets (the same object).
+type Adapters = (
+    Arc<dyn Bus>,
+    Arc<dyn clawhive_store::SessionStore>,
+    Arc<dyn clawhive_store::IdentityStore>,
+    Arc<dyn clawhive_store::SecretStore>,
+    Arc<dyn clawhive_store::ScheduleStore>,
+);
 
 async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<Adapters> {
     use anyhow::Context;
@@ -150,13 +153,13 @@ async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<
             let store = clawhive_store::EmbeddedStore::open_with_turn_ttl(&path, ttl)
                 .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
             let store = Arc::new(store);
-            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store)
+            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store.clone(), store.clone(), store)
         }
         Backend::Servers | Backend::External => {
             let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?;
             let store = clawhive_store::RedisStore::connect(&cfg.store).await.context("cannot connect to Redis")?;
             let store = Arc::new(store);
-            (Arc::new(bus), store.clone(), store)
+            (Arc::new(bus), store.clone(), store.clone(), store.clone(), store)
         }
     })
 }
@@ -171,15 +174,27 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let (bus, store, identity) = adapters(cfg, backend, dir).await?;
+    let (bus, store, identity, secret_store, schedules) = adapters(cfg, backend, dir).await?;
+    let jobs = clawhive_store::Jobs::new(schedules.clone(), identity.clone(), Arc::new(cfg.clone()));
+    let secrets = clawhive_store::secrets::vault_from_config(&cfg.security, secret_store)
+        .map_err(|e| anyhow::anyhow!("cannot set up secrets: {e}"))?;
     bus.ensure_topology().await.context("cannot set up the bus streams")?;
+    if let Some(t) = token {
+        provision_local_admin(identity.as_ref(), t).await?;
+    }
     let llm = clawhive_llm::LlmRouter::from_config(&cfg.llm, &|k| std::env::var(k).ok())
         .context("cannot set up the LLM providers")?;
 
     let mut workers = Vec::with_capacity(args.workers);
     for _ in 0..args.workers {
-        let deps = clawhive_agent_worker::Deps { bus: bus.clone(), store: store.clone(), llm: llm.clone() };
-        let w = clawhive_agent_worker::start(cfg, deps, shutdown.child_token()).await;
+        let deps = clawhive_agent_worker::Deps {
+            bus: bus.clone(),
+            store: store.clone(),
+            llm: llm.clone(),
+            secrets: secrets.clone(),
+        };
+        let extras = clawhive_agent_worker::Extras { jobs: Some(jobs.clone()) };
+        let w = clawhive_agent_worker::start_with(cfg, deps, extras, shutdown.child_token()).await;
         match w {
             Ok(w) => workers.push(w),
             Err(e) => {
@@ -188,9 +203,24 @@ async fn serve(
             }
         }
     }
-    let gateway = match clawhive_gateway::start(
+    let scheduler_deps = clawhive_scheduler::Deps {
+        bus: bus.clone(),
+        store: schedules.clone(),
+        identity: identity.clone(),
+        sessions: store.clone(),
+        clock: Arc::new(clawhive_scheduler::SystemClock),
+    };
+    let scheduler = match clawhive_scheduler::start(cfg, scheduler_deps, shutdown.child_token()).await {
+        Ok(s) => s,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(anyhow::anyhow!("cannot start the scheduler: {e}"));
+        }
+    };
+    let gateway = match clawhive_gateway::start_with(
         cfg,
-        clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity },
+        clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity, secrets: secrets.clone() },
+        clawhive_gateway::Extras { schedules: Some(schedules) },
         shutdown.child_token(),
     )
     .await
@@ -209,6 +239,7 @@ async fn serve(
     block += &format!("grpc: {}\n", gateway.grpc_addr);
     block += &format!("http: {}\n", gateway.http_addr);
     block += &format!("workers: {}\n", args.workers);
+    block += "scheduler: running (clawhive schedule --help)\n";
     if backend == Backend::Embedded {
         block += "bus: in-process\n";
         block += &format!("store: {}\n", dir.join("sessions.redb").display());
@@ -221,7 +252,7 @@ async fn serve(
     }
     match token {
         Some(t) => block += &format!("export CLAWHIVE_TOKEN={t}\n"),
-        None => block += "# tokens come from [gateway.tokens] in the config\n",
+        None => block += "# sign in with a token issued by `clawhive admin token issue`\n",
     }
     block += &format!("try: clawhive chat --addr http://{} \"hello\"\n", gateway.grpc_addr);
     print!("{block}");
@@ -243,6 +274,7 @@ async fn serve(
                 tracing::warn!(error = %e, "worker stopped with an error");
             }
         }
+        scheduler.wait().await;
     };
     if tokio::time::timeout(bound, drain).await.is_err() {
         tracing::warn!("drain did not finish in {bound:?}; stopping anyway");
@@ -290,6 +322,45 @@ fn warn_missing_llm_keys(cfg: &Config) {
         agent.model,
         missing.join(", ")
     );
+}
+
+/// The local admin (`admin`, role `admin`, tenant `local`), created on first start, and
+/// the bootstrap token registered for them (idempotent across restarts).
+async fn provision_local_admin(identity: &dyn clawhive_store::IdentityStore, token: &str) -> anyhow::Result<()> {
+    use clawhive_store::StoreError;
+    let tenant = clawhive_core::TenantId::new(LOCAL_TENANT).expect("valid tenant id");
+    let user = clawhive_core::UserId::new(LOCAL_ADMIN).expect("valid user id");
+    match identity.create_user(&tenant, &user, &["admin".to_string()], &[], "Local admin").await {
+        Ok(_) | Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(anyhow::anyhow!("cannot create the local admin: {e}")),
+    }
+    if identity.resolve_token(token).await.map_err(|e| anyhow::anyhow!("cannot check the admin token: {e}"))?.is_some() {
+        return Ok(());
+    }
+    let sha = clawhive_core::token::hash_token(token);
+    match identity.register_token(&tenant, &user, &sha, None, "clawhive up").await {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot register the admin token: {e}")),
+    }
+}
+
+const LOCAL_TENANT: &str = "local";
+const LOCAL_ADMIN: &str = "admin";
+
+/// A random 32-byte key as hex in `<dir>/<name>` (mode 0600), created on first use.
+fn local_key_file(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let path = dir.join(name);
+    if !path.exists() {
+        let key = hex::encode(rand::random::<[u8; 32]>());
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::io::Write::write_all(&mut f, key.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// The bootstrap token in `<dir>/bootstrap-token` (mode 0600), created on first use.

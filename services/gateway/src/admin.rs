@@ -1,5 +1,5 @@
-//! The `clawhive.v1.Admin` gRPC service: users, issued API tokens and external
-//! identities. Every call needs the role `admin`, and acts only within the
+//! The `clawhive.v1.Admin` gRPC service: users, issued API tokens, external
+//! identities, named secrets and audit queries (the last two in [`crate::admin_vault`]). Every call needs the role `admin`, and acts only within the
 //! caller's tenant: a request naming another tenant is refused
 //! (`PermissionDenied`), and another tenant's users are simply not there
 //! (`NotFound`).
@@ -175,5 +175,52 @@ impl Admin for AdminService {
         })?;
         tracing::info!(tenant = %tenant, user = %user, provider = %r.provider, "Admin API: external identity linked.");
         Ok(Response::new(pb::LinkIdentityResponse {}))
+    }
+
+    async fn put_secret(&self, req: Request<pb::PutSecretRequest>) -> Result<Response<pb::PutSecretResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        crate::admin_vault::put_secret(&self.gw, &tenant, req.into_inner()).await?;
+        Ok(Response::new(pb::PutSecretResponse {}))
+    }
+
+    async fn delete_secret(
+        &self,
+        req: Request<pb::DeleteSecretRequest>,
+    ) -> Result<Response<pb::DeleteSecretResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        crate::admin_vault::delete_secret(&self.gw, &tenant, req.into_inner()).await?;
+        Ok(Response::new(pb::DeleteSecretResponse {}))
+    }
+
+    async fn list_secrets(
+        &self,
+        req: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        Ok(Response::new(crate::admin_vault::list_secrets(&self.gw, &tenant).await?))
+    }
+
+    async fn query_audit(
+        &self,
+        req: Request<pb::QueryAuditRequest>,
+    ) -> Result<Response<pb::QueryAuditResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        Ok(Response::new(crate::admin_vault::query_audit(&self.gw, &tenant, req.into_inner()).await?))
+    }
+
+    async fn list_pairings(
+        &self,
+        req: Request<pb::ListPairingsRequest>,
+    ) -> Result<Response<pb::ListPairingsResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        Ok(Response::new(crate::admin_pairing::list(&self.gw, &tenant).await?))
+    }
+
+    async fn approve_pairing(
+        &self,
+        req: Request<pb::ApprovePairingRequest>,
+    ) -> Result<Response<pb::ApprovePairingResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        Ok(Response::new(crate::admin_pairing::approve(&self.gw, &tenant, req.into_inner()).await?))
     }
 }

@@ -155,10 +155,24 @@ impl Gateway {
 
     /// Starts a turn. Errors here happen before anything is published (except
     /// an idempotency conflict, which is detected by publishing).
-    #[tracing::instrument(skip_all, fields(tenant = %who.tenant, session = %input.session_id, request_id))]
     pub async fn chat(&self, who: &Principal, input: ChatInput) -> Result<ChatStream, ClawError> {
+        let span = tracing::info_span!("chat", tenant = %who.tenant, session = %input.session_id,
+            request_id = tracing::field::Empty, otel.kind = "producer");
+        // With trace export on, the span continues the caller's trace and its
+        // own context is what the request carries to the worker.
+        if let Some(caller) = input.traceparent.as_deref().and_then(TraceContext::parse) {
+            clawhive_telemetry::otel::set_parent(&span, &caller);
+        }
+        use tracing::Instrument;
+        self.chat_in_span(who, input).instrument(span).await
+    }
+
+    async fn chat_in_span(&self, who: &Principal, input: ChatInput) -> Result<ChatStream, ClawError> {
         let gw = &self.cfg.gateway;
         let session = SessionId::new(input.session_id.as_str())?;
+        if clawhive_core::session::is_shared(&session) {
+            return Err(ClawError::invalid("sessions named shared:… belong to Slack threads; choose another id"));
+        }
         if input.text.trim().is_empty() {
             return Err(ClawError::invalid("text must not be empty"));
         }
@@ -205,12 +219,14 @@ impl Gateway {
         if let Some(signer) = &self.signer {
             signer.sign(&mut req);
         }
-        let trace = input
-            .traceparent
-            .as_deref()
-            .and_then(TraceContext::parse)
-            .map(|t| t.child())
-            .unwrap_or_else(TraceContext::new_root);
+        let trace = clawhive_telemetry::otel::context_of(&tracing::Span::current()).unwrap_or_else(|| {
+            input
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse)
+                .map(|t| t.child())
+                .unwrap_or_else(TraceContext::new_root)
+        });
 
         // Register before publishing: a fast worker may answer before publish returns.
         let (registration, rx) = self.fanin.register(&call_id);

@@ -113,7 +113,14 @@ impl FanIn {
                     },
                     msg = replies.next(), if replies_open => match msg {
                         Some(m) => match decode_reply(&m.payload) {
-                            Ok(r) => this.route_reply(r),
+                            Ok(r) => {
+                                // The last hop of the turn's trace: the reply reaching its caller.
+                                let span = tracing::info_span!("reply", request_id = %r.request_id, otel.kind = "consumer");
+                                if let Some(t) = clawhive_bus::envelope::trace_of(&m) {
+                                    clawhive_telemetry::otel::set_parent(&span, &t);
+                                }
+                                span.in_scope(|| this.route_reply(r));
+                            }
                             Err(e) => tracing::warn!(subject = %m.subject, error = %e, "Dropping a malformed reply."),
                         },
                         None => replies_open = false,

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 /// The one mapping from the error taxonomy to gRPC codes.
 pub fn status_of(e: &ClawError) -> Status {
+    clawhive_telemetry::metrics::error("gateway", e.code.as_str());
     let code = match e.code {
         ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,

@@ -10,6 +10,7 @@
 //! - [`grpc`]: the `clawhive.v1.Assistant` service, health and reflection.
 //! - [`admin`]: the `clawhive.v1.Admin` service (users, issued tokens), admins only,
 //!   within their own tenant.
+//! - [`schedules`]: the `clawhive.v1.Schedules` service (a user's own jobs; admins the tenant's).
 //! - [`http`]: the JSON / SSE API, `/healthz`, `/readyz`.
 //! - [`state`]: what both APIs share (config, auth, store, bus, fan-in).
 //! - [`server`]: binding, serving and graceful shutdown.
@@ -21,13 +22,16 @@
 //! - another user's session answers exactly like a missing one (not found).
 
 pub mod admin;
+pub mod admin_pairing;
+pub mod admin_vault;
 pub mod auth;
 pub mod chat;
 pub mod fanin;
 pub mod grpc;
 pub mod http;
+pub mod schedules;
 pub mod server;
 pub mod sessions;
 pub mod state;
 
-pub use server::{Deps, GatewayError, GatewayHandle, run, start};
+pub use server::{Deps, Extras, GatewayError, GatewayHandle, run, run_observed, start, start_with};

@@ -32,7 +32,20 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing(&cfg.telemetry, "clawhive-gateway");
-    match clawhive_gateway::run(cfg, shutdown::on_signal()).await {
+    let shutdown = shutdown::on_signal();
+    let admin =
+        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-gateway", &["nats", "redis"], &shutdown).await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("clawhive-gateway: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let result = clawhive_gateway::run_observed(cfg, shutdown, admin.readiness()).await;
+    admin.stop().await;
+    clawhive_telemetry::flush_traces();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "The gateway failed.");

@@ -12,6 +12,7 @@ use clawhive_bus::{Bus, BusError, Subjects};
 use clawhive_core::config::Config;
 use clawhive_proto::v1::admin_server::AdminServer;
 use clawhive_proto::v1::assistant_server::AssistantServer;
+use clawhive_proto::v1::schedules_server::SchedulesServer;
 use clawhive_store::{IdentityStore, RedisStore, SessionStore, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Deps {
     pub store: Arc<dyn SessionStore>,
     /// Users and issued tokens (usually the same object as `store`).
     pub identity: Arc<dyn IdentityStore>,
+    /// Named secrets for the Admin API; `None` without a secrets key.
+    pub secrets: Option<clawhive_store::SecretVault>,
 }
 
 /// A running gateway.
@@ -67,7 +70,26 @@ async fn bind(addr: &str) -> Result<TcpListener, GatewayError> {
 /// Binds both listeners, subscribes to this instance's reply and delta
 /// subjects, and serves until `shutdown` is cancelled; then stops accepting
 /// and lets in-flight calls finish for up to 10 s.
+/// Optional parts of a gateway, beyond [`Deps`].
+#[derive(Default)]
+pub struct Extras {
+    /// Scheduled jobs: serves the `Schedules` gRPC service and `/v1/schedules`.
+    pub schedules: Option<Arc<dyn clawhive_store::ScheduleStore>>,
+}
+
+/// [`start_with`] without the optional parts.
 pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<GatewayHandle, GatewayError> {
+    start_with(cfg, deps, Extras::default(), shutdown).await
+}
+
+/// Binds both listeners and serves, like [`start`], with the optional parts in `extras`.
+pub async fn start_with(
+    cfg: &Config,
+    deps: Deps,
+    extras: Extras,
+    shutdown: CancellationToken,
+) -> Result<GatewayHandle, GatewayError> {
+    let jobs = extras.schedules.map(|s| clawhive_store::Jobs::new(s, deps.identity.clone(), Arc::new(cfg.clone())));
     let auth = Authenticator::from_config(&cfg.gateway)?;
     let signer = clawhive_core::signing::signer_from_config(&cfg.security).map_err(GatewayError::Config)?;
     let instance_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
@@ -92,6 +114,8 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         identity: deps.identity,
         fanin,
         signer,
+        secrets: deps.secrets,
+        jobs,
     });
 
     // gRPC: the API, health, reflection.
@@ -117,6 +141,7 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
         .add_service(reflection_v1alpha)
         .add_service(AssistantServer::new(AssistantService::new(gw.clone())))
         .add_service(AdminServer::new(AdminService::new(gw.clone())))
+        .add_service(SchedulesServer::new(crate::schedules::SchedulesService::new(gw.clone())))
         .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned());
 
     // HTTP.
@@ -158,11 +183,59 @@ pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Res
     Ok(GatewayHandle { grpc_addr, http_addr, instance_id, task })
 }
 
+/// [`run`] for a pod: keeps retrying NATS and Redis while unready (instead of
+/// exiting), then reports their health on `readiness` (`nats`, `redis`).
+pub async fn run_observed(
+    cfg: Config,
+    shutdown: CancellationToken,
+    readiness: clawhive_telemetry::Readiness,
+) -> Result<(), GatewayError> {
+    use clawhive_telemetry::connect_with_retry;
+    let Some(bus) = connect_with_retry("nats", &shutdown, || async {
+        let bus = NatsBus::connect(&cfg.bus).await?;
+        bus.ensure_topology().await?;
+        Ok::<_, BusError>(bus)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let bus = Arc::new(bus);
+    let b = bus.clone();
+    readiness.set_check("nats", move || {
+        let b = b.clone();
+        async move { b.health().await }
+    });
+    let Some(store) = connect_with_retry("redis", &shutdown, || RedisStore::connect(&cfg.store)).await else {
+        return Ok(());
+    };
+    let store = Arc::new(store);
+    let s = store.clone();
+    readiness.set_check("redis", move || {
+        let s = s.clone();
+        async move { s.health().await }
+    });
+    let secrets =
+        clawhive_store::secrets::vault_from_config(&cfg.security, store.clone()).map_err(GatewayError::Config)?;
+    let extras = Extras { schedules: Some(store.clone()) };
+    let handle =
+        start_with(&cfg, Deps { bus, store: store.clone(), identity: store, secrets }, extras, shutdown).await?;
+    handle.wait().await
+}
+
 /// Connects NATS and Redis from `cfg`, sets up the streams, serves until `shutdown`.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
     let bus = NatsBus::connect(&cfg.bus).await?;
     bus.ensure_topology().await?;
     let store = Arc::new(RedisStore::connect(&cfg.store).await?);
-    let handle = start(&cfg, Deps { bus: Arc::new(bus), store: store.clone(), identity: store }, shutdown).await?;
+    let secrets =
+        clawhive_store::secrets::vault_from_config(&cfg.security, store.clone()).map_err(GatewayError::Config)?;
+    let handle = start_with(
+        &cfg,
+        Deps { bus: Arc::new(bus), store: store.clone(), identity: store.clone(), secrets },
+        Extras { schedules: Some(store) },
+        shutdown,
+    )
+    .await?;
     handle.wait().await
 }

@@ -20,6 +20,10 @@ pub struct Gateway {
     pub fanin: FanIn,
     /// Signs the principal on every request envelope (when a key is configured).
     pub signer: Option<clawhive_core::signing::EnvelopeSigner>,
+    /// Named secrets (Admin API); `None` without a secrets key.
+    pub secrets: Option<clawhive_store::SecretVault>,
+    /// Scheduled jobs (the `Schedules` API); `None` when the gateway has no schedule store.
+    pub jobs: Option<clawhive_store::Jobs>,
 }
 
 impl Gateway {

@@ -4,8 +4,6 @@
 
 mod common;
 
-use clawhive_core::TenantId;
-use clawhive_core::config::StaticToken;
 use clawhive_proto::v1 as pb;
 use clawhive_proto::v1::admin_client::AdminClient;
 use clawhive_proto::v1::assistant_client::AssistantClient;
@@ -16,19 +14,9 @@ use tonic::{Code, Request};
 const ADMIN_ACME: &str = "acme-admin-token";
 const ADMIN_OTHER: &str = "other-admin-token";
 
-fn admin_token(secret: &str, tenant: &str) -> StaticToken {
-    let mut t = token(secret, "root");
-    t.tenant = TenantId::new(tenant).unwrap();
-    t.roles = vec!["admin".into()];
-    t
-}
-
 async fn start() -> Env {
-    Env::start_with(|cfg| {
-        cfg.gateway.tokens.push(admin_token(ADMIN_ACME, "acme"));
-        cfg.gateway.tokens.push(admin_token(ADMIN_OTHER, "other"));
-    })
-    .await
+    Env::start_seeded(|_| {}, &[("acme", "root", &["admin"], ADMIN_ACME), ("other", "root", &["admin"], ADMIN_OTHER)])
+        .await
 }
 
 fn authed<T>(msg: T, token: &str) -> Request<T> {
@@ -129,7 +117,7 @@ async fn only_admins_may_call_the_admin_api() {
     let t = issue(&mut c, ADMIN_ACME, "grace", 0).await;
     let users = c.list_users(authed(pb::ListUsersRequest::default(), &t.token)).await.unwrap().into_inner().users;
     let ids: Vec<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
-    assert_eq!(ids, ["frank", "grace"]);
+    assert_eq!(ids, ["alice", "bob", "frank", "grace", "root"]);
     env.stop().await;
 }
 
@@ -146,7 +134,8 @@ async fn admins_act_only_within_their_tenant() {
     assert_eq!(c.create_user(authed(req, ADMIN_ACME)).await.unwrap_err().code(), Code::PermissionDenied);
     // The other tenant's users and tokens are simply not there.
     let users = c.list_users(authed(pb::ListUsersRequest::default(), ADMIN_ACME)).await.unwrap().into_inner().users;
-    assert!(users.is_empty(), "{users:?}");
+    let ids: Vec<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(ids, ["alice", "bob", "root"], "no user of the other tenant");
     let req = pb::IssueTokenRequest { user_id: "olga".into(), ..Default::default() };
     assert_eq!(c.issue_token(authed(req, ADMIN_ACME)).await.unwrap_err().code(), Code::NotFound);
     let req = pb::DeleteUserRequest { user_id: "olga".into(), ..Default::default() };

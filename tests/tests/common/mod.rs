@@ -21,6 +21,9 @@ use tonic::transport::Channel;
 
 pub const ALICE: &str = "alice-token";
 pub const BOB: &str = "bob-token";
+pub const CAROL: &str = "carol-token";
+pub const ACME_ADMIN: &str = "acme-admin-token";
+pub const GLOBEX_ADMIN: &str = "globex-admin-token";
 
 pub struct Cluster {
     pub nats: Option<NatsServer>,
@@ -45,11 +48,16 @@ impl Cluster {
 
     /// [`Cluster::start`] with an optional policy document (`security.policy_file`).
     pub async fn start_with(workers: usize, policy: Option<&str>) -> Cluster {
+        Self::start_extra(workers, policy, "").await
+    }
+
+    /// [`Cluster::start_with`] plus `extra` TOML appended to the config (new tables only).
+    pub async fn start_extra(workers: usize, policy: Option<&str>, extra: &str) -> Cluster {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server");
         let redis = RedisServer::start().expect("redis-server");
         let llm = FakeLlm::start().await;
-        let toml = config_toml(&nats.url(), &redis.url(), &llm);
+        let toml = config_toml(&nats.url(), &redis.url(), &llm) + extra;
         let config_path =
             std::env::temp_dir().join(format!("clawhive-e2e-{}-{}.toml", std::process::id(), nats.port()));
         let toml = with_policy(toml, policy, &config_path);
@@ -59,10 +67,16 @@ impl Cluster {
         let bus: Arc<dyn Bus> = nats_bus;
         bus.ensure_topology().await.expect("topology");
         let store = Arc::new(RedisStore::connect(&config.store).await.expect("store"));
+        seed_users(store.as_ref()).await;
         let shutdown = CancellationToken::new();
         let gateway = clawhive_gateway::start(
             &config,
-            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity: store },
+            clawhive_gateway::Deps {
+                bus: bus.clone(),
+                store: store.clone(),
+                identity: store.clone(),
+                secrets: vault_for(&config, store.clone()),
+            },
             shutdown.clone(),
         )
         .await
@@ -94,6 +108,11 @@ impl Cluster {
 
     /// [`Cluster::start_embedded`] with an optional policy document (`security.policy_file`).
     pub async fn start_embedded_with(workers: usize, policy: Option<&str>) -> Cluster {
+        Self::start_embedded_extra(workers, policy, "").await
+    }
+
+    /// [`Cluster::start_embedded_with`] plus `extra` TOML appended to the config.
+    pub async fn start_embedded_extra(workers: usize, policy: Option<&str>, extra: &str) -> Cluster {
         clawhive_telemetry::install_crypto_provider();
         let llm = FakeLlm::start().await;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -101,7 +120,7 @@ impl Cluster {
         let data_dir = std::env::temp_dir().join(format!("clawhive-e2e-embedded-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).unwrap();
-        let toml = config_toml("nats://unused:1", "redis://unused:1", &llm);
+        let toml = config_toml("nats://unused:1", "redis://unused:1", &llm) + extra;
         let config_path = data_dir.join("config.toml");
         let toml = with_policy(toml, policy, &config_path);
         std::fs::write(&config_path, &toml).unwrap();
@@ -111,10 +130,16 @@ impl Cluster {
         let embedded =
             Arc::new(clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).expect("embedded store"));
         let store: Arc<dyn clawhive_store::SessionStore> = embedded.clone();
+        seed_users(embedded.as_ref()).await;
         let shutdown = CancellationToken::new();
         let gateway = clawhive_gateway::start(
             &config,
-            clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity: embedded },
+            clawhive_gateway::Deps {
+                bus: bus.clone(),
+                store: store.clone(),
+                identity: embedded.clone(),
+                secrets: vault_for(&config, embedded.clone()),
+            },
             shutdown.clone(),
         )
         .await
@@ -124,7 +149,12 @@ impl Cluster {
             let llm_router = clawhive_llm::LlmRouter::from_config(&config.llm, &env).expect("llm");
             clawhive_agent_worker::start(
                 &config,
-                clawhive_agent_worker::Deps { bus: bus.clone(), store: store.clone(), llm: llm_router },
+                clawhive_agent_worker::Deps {
+                    bus: bus.clone(),
+                    store: store.clone(),
+                    llm: llm_router,
+                    secrets: vault_for(&config, embedded.clone()),
+                },
                 shutdown.clone(),
             )
             .await
@@ -166,6 +196,11 @@ impl Cluster {
         AssistantClient::new(ch)
     }
 
+    pub async fn admin(&self) -> clawhive_proto::v1::admin_client::AdminClient<Channel> {
+        let ch = Channel::from_shared(format!("http://{}", self.gateway.grpc_addr)).unwrap().connect().await.unwrap();
+        clawhive_proto::v1::admin_client::AdminClient::new(ch)
+    }
+
     pub fn http_base(&self) -> String {
         format!("http://{}", self.gateway.http_addr)
     }
@@ -196,6 +231,43 @@ fn with_policy(toml: String, policy: Option<&str>, config_path: &std::path::Path
 /// The envelope-signing key shared by the test gateway and workers (a file, as
 /// a mounted Kubernetes Secret would be).
 pub const ENVELOPE_KEY: &str = "e2e-envelope-key-0123456789abcdef0123456789";
+
+/// The test system's users, created through the identity store like the Admin API
+/// does, each with a known token registered for them: (tenant, user, roles, token).
+pub const USERS: &[(&str, &str, &[&str], &str)] = &[
+    ("acme", "alice", &[], ALICE),
+    ("acme", "bob", &[], BOB),
+    ("globex", "carol", &[], CAROL),
+    ("acme", "root", &["admin"], ACME_ADMIN),
+    ("globex", "groot", &["admin"], GLOBEX_ADMIN),
+];
+
+pub async fn seed_users(identity: &dyn clawhive_store::IdentityStore) {
+    use clawhive_core::{TenantId, UserId};
+    for (tenant, user, roles, token) in USERS {
+        let (tenant, user) = (TenantId::new(*tenant).unwrap(), UserId::new(*user).unwrap());
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        identity.create_user(&tenant, &user, &roles, &[], "").await.expect("create test user");
+        let sha = clawhive_core::token::hash_token(token);
+        identity.register_token(&tenant, &user, &sha, None, "test").await.expect("register test token");
+    }
+}
+
+/// The key that seals the test system's secrets (hex, in a file like a mounted Secret).
+pub const SECRETS_KEY_HEX: &str = "6b6579206f662074686520746573742073656372657473207661756c74212121";
+
+pub fn secrets_key_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("clawhive-e2e-secrets-key-{}", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, SECRETS_KEY_HEX).unwrap();
+    }
+    path
+}
+
+/// The vault the services build from the test config.
+pub fn vault_for(config: &Config, store: Arc<dyn clawhive_store::SecretStore>) -> Option<clawhive_store::SecretVault> {
+    clawhive_store::secrets::vault_from_config(&config.security, store).expect("secrets key")
+}
 
 pub fn envelope_key_file() -> PathBuf {
     let path = std::env::temp_dir().join(format!("clawhive-e2e-envelope-key-{}", std::process::id()));
@@ -230,21 +302,6 @@ http_addr = "127.0.0.1:0"
 default_timeout_ms = 20000
 max_body_bytes = 4096
 
-[[gateway.tokens]]
-token_sha256 = "{alice}"
-tenant = "acme"
-user = "alice"
-
-[[gateway.tokens]]
-token_sha256 = "{bob}"
-tenant = "acme"
-user = "bob"
-
-[[gateway.tokens]]
-token_sha256 = "{carol}"
-tenant = "globex"
-user = "carol"
-
 [llm.providers.fake]
 kind = "openai"
 base_url = "{openai}"
@@ -259,7 +316,8 @@ initial_backoff_ms = 50
 [[agents]]
 id = "default"
 model = "fake/echo-model"
-tools = ["current_time"]
+# linkedin.profile exists only where a test configures it as an [[http_tools]] entry.
+tools = ["current_time", "linkedin.profile"]
 system_prompt = "You are a test agent."
 
 [[agents]]
@@ -270,13 +328,13 @@ tools = ["current_time"]
 [security]
 envelope_key_file = "{key_file}"
 require_signed_envelopes = true
+secrets_key_env = "CLAWHIVE_TEST_SECRETS_KEY_UNSET"
+secrets_key_file = "{secrets_key_file}"
 "#,
         key_file = envelope_key_file().display(),
+        secrets_key_file = secrets_key_file().display(),
         nats = nats_url,
         redis = redis_url,
-        alice = clawhive_core::token::hash_token(ALICE),
-        bob = clawhive_core::token::hash_token(BOB),
-        carol = clawhive_core::token::hash_token("carol-token"),
         openai = llm.openai_base_url(),
         anthropic = llm.anthropic_base_url(),
     )

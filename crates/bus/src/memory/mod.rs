@@ -274,6 +274,34 @@ impl Bus for MemoryBus {
         Ok(Box::new(consumer::MemoryConsumer { inner: self.inner.clone(), spec, notify }))
     }
 
+    async fn read_stream(
+        &self,
+        kind: StreamKind,
+        filter_subject: &str,
+        start_unix_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::port::StoredMessage>, BusError> {
+        if !pattern::valid_subscribe_subject(filter_subject) {
+            return Err(BusError::Consume(format!("{filter_subject}: not a valid subject or pattern")));
+        }
+        let mut state = self.inner.lock();
+        if state.closed {
+            return Err(BusError::Consume(self.closed_error()));
+        }
+        let stream = state.stream(&self.inner, kind);
+        Ok(stream
+            .messages
+            .iter()
+            .filter(|(_, m)| m.at_unix_ms >= start_unix_ms && pattern::matches(filter_subject, &m.message.subject))
+            .take(limit)
+            .map(|(seq, m)| crate::port::StoredMessage {
+                message: m.message.clone(),
+                seq: *seq,
+                stored_unix_ms: m.at_unix_ms,
+            })
+            .collect())
+    }
+
     async fn health(&self) -> Result<(), BusError> {
         if self.inner.lock().closed {
             return Err(BusError::Connect(self.closed_error()));

@@ -17,6 +17,8 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 pub(super) struct Stored {
     pub message: BusMessage,
     at: Instant,
+    /// Wall-clock time of storing, for reads by start time.
+    pub at_unix_ms: i64,
 }
 
 pub(super) struct Stream {
@@ -77,7 +79,8 @@ impl Stream {
         }
         self.seen.insert(msg_id.to_string(), now);
         self.seen_order.push_back((now, msg_id.to_string()));
-        self.messages.insert(self.next_seq, Stored { message, at: now });
+        self.messages
+            .insert(self.next_seq, Stored { message, at: now, at_unix_ms: clawhive_core::time::now_unix_ms() });
         self.next_seq += 1;
         Ok(true)
     }

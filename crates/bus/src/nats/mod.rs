@@ -2,6 +2,7 @@
 //!
 //! - [`topology`]: the three streams and their create-or-update.
 //! - [`consumer`]: durable pull consumers, deliveries and their ackers.
+//! - [`reader`]: stateless reads of a stream by start time (audit queries).
 //! - [`headers`]: conversion between the port's header list and NATS headers.
 //!
 //! One [`NatsBus`] is one NATS connection. The client reconnects on its own,
@@ -11,6 +12,7 @@
 
 mod consumer;
 mod headers;
+mod reader;
 mod topology;
 
 use crate::port::{Bus, BusError, BusMessage, ConsumerSpec, Headers, PublishOutcome, Subscription};
@@ -231,6 +233,16 @@ impl Bus for NatsBus {
 
     async fn consume(&self, spec: ConsumerSpec) -> Result<Box<dyn Consumer>, BusError> {
         Ok(Box::new(consumer::NatsConsumer::join(self.shared.clone(), spec).await?))
+    }
+
+    async fn read_stream(
+        &self,
+        kind: StreamKind,
+        filter_subject: &str,
+        start_unix_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::port::StoredMessage>, BusError> {
+        reader::read_stream(&self.shared, kind, filter_subject, start_unix_ms, limit).await
     }
 
     async fn health(&self) -> Result<(), BusError> {

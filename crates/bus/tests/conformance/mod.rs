@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             a_live_subscriber_sees_durable_and_ephemeral_publishes,
             headers_round_trip_through_a_consumer,
             a_bad_consumer_spec_is_refused,
+            a_stream_reads_by_start_time_and_filter_without_consuming,
         );
 
         #[tokio::test]
@@ -432,4 +433,34 @@ pub async fn a_bad_consumer_spec_is_refused(bus: Arc<dyn Bus>) {
     let outside = ConsumerSpec { filter_subject: format!("{NS}.reply.>"), ..spec("w", Duration::from_secs(1), -1) };
     let err = bus.consume(outside).await.err().expect("refused");
     assert!(matches!(err, BusError::Consume(_)), "{err}");
+}
+
+/// `read_stream` returns stored messages from a start time on, filtered, bounded,
+/// oldest first, and leaves nothing behind: reading again gives the same.
+pub async fn a_stream_reads_by_start_time_and_filter_without_consuming(bus: Arc<dyn Bus>) {
+    let (acme, globex) = (format!("{NS}.audit.acme"), format!("{NS}.audit.globex"));
+    for id in ["a1", "a2"] {
+        publish_to(&bus, &acme, id).await;
+    }
+    publish_to(&bus, &globex, "g1").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let middle = clawhive_core::time::now_unix_ms();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    publish_to(&bus, &acme, "a3").await;
+
+    let texts = |msgs: &[clawhive_bus::StoredMessage]| -> Vec<String> {
+        msgs.iter().map(|m| String::from_utf8(m.message.payload.to_vec()).unwrap()).collect()
+    };
+    let all = bus.read_stream(StreamKind::Audit, &acme, 0, 100).await.unwrap();
+    assert_eq!(texts(&all), ["a1", "a2", "a3"]);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq && w[0].stored_unix_ms <= w[1].stored_unix_ms));
+    assert!(all.iter().all(|m| m.message.subject == acme));
+    assert_eq!(all[0].message.header("traceparent"), Some(TRACEPARENT));
+    assert_eq!(texts(&bus.read_stream(StreamKind::Audit, &acme, middle, 100).await.unwrap()), ["a3"]);
+    assert_eq!(texts(&bus.read_stream(StreamKind::Audit, &acme, 0, 2).await.unwrap()), ["a1", "a2"]);
+    assert_eq!(texts(&bus.read_stream(StreamKind::Audit, &format!("{NS}.audit.*"), 0, 100).await.unwrap()).len(), 4);
+    assert!(bus.read_stream(StreamKind::Audit, &format!("{NS}.audit.nobody"), 0, 100).await.unwrap().is_empty());
+    assert!(bus.read_stream(StreamKind::Audit, &acme, 0, 0).await.unwrap().is_empty());
+    // Nothing was consumed.
+    assert_eq!(texts(&bus.read_stream(StreamKind::Audit, &acme, 0, 100).await.unwrap()), ["a1", "a2", "a3"]);
 }

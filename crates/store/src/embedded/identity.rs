@@ -14,7 +14,7 @@ use super::tables::{decode, encode};
 use super::{EmbeddedStore, Inner};
 use crate::identity::{
     ExternalRef, IdentityStore, IssuedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord, check_external,
-    new_token, valid_token_id,
+    check_sha256, new_token, valid_token_id,
 };
 use crate::port::StoreError;
 use async_trait::async_trait;
@@ -174,7 +174,22 @@ fn issue_token(
     label: &str,
 ) -> Result<IssuedToken, StoreError> {
     let (token_id, token) = new_token();
-    let sha256 = hash_token(&token);
+    store_token(inner, tenant, user, &hash_token(&token), &token_id, expires_at_unix_ms, label)?;
+    Ok(IssuedToken { token_id, token })
+}
+
+/// Stores a token given by its SHA-256; `Conflict` if that hash is already registered.
+fn store_token(
+    inner: &Inner,
+    tenant: &TenantId,
+    user: &UserId,
+    sha256: &str,
+    token_id: &str,
+    expires_at_unix_ms: Option<i64>,
+    label: &str,
+) -> Result<(), StoreError> {
+    let sha256 = sha256.to_string();
+    let token_id = token_id.to_string();
     let txn = inner.db.begin_write().map_err(inner.fail("begin issue token"))?;
     {
         let users = txn.open_table(USERS).map_err(inner.fail("open users"))?;
@@ -197,10 +212,13 @@ fn issue_token(
         let index = TokenRef { tenant: tenant.clone(), user: user.clone(), token_id: token_id.clone() };
         let json = encode("token_hashes", &shown, &index)?;
         let mut hashes = txn.open_table(TOKEN_HASHES).map_err(inner.fail("open token_hashes"))?;
+        if hashes.get(sha256.as_str()).map_err(inner.fail("read token hash"))?.is_some() {
+            return Err(StoreError::Conflict("this token is already registered".into()));
+        }
         hashes.insert(sha256.as_str(), json.as_str()).map_err(inner.fail("write token hash"))?;
     }
     txn.commit().map_err(inner.fail("commit issue token"))?;
-    Ok(IssuedToken { token_id, token })
+    Ok(())
 }
 
 fn resolve_token(inner: &Inner, sha256: &str) -> Result<Option<Principal>, StoreError> {
@@ -329,6 +347,23 @@ impl IdentityStore for EmbeddedStore {
         self.run("issue token", move |inner| issue_token(inner, &tenant, &user, expires_at_unix_ms, &label)).await
     }
 
+    async fn register_token(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        sha256: &str,
+        expires_at_unix_ms: Option<i64>,
+        label: &str,
+    ) -> Result<String, StoreError> {
+        check_sha256(sha256)?;
+        let (token_id, _) = new_token();
+        let (tenant, user, label, sha) = (tenant.clone(), user.clone(), label.to_string(), sha256.to_string());
+        let id = token_id.clone();
+        self.run("register token", move |inner| store_token(inner, &tenant, &user, &sha, &id, expires_at_unix_ms, &label))
+            .await?;
+        Ok(token_id)
+    }
+
     async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let sha256 = hash_token(token);
         self.run("resolve token", move |inner| resolve_token(inner, &sha256)).await
@@ -359,6 +394,10 @@ impl IdentityStore for EmbeddedStore {
         let (provider, external_id) = (provider.to_string(), external_id.to_string());
         self.run("link external identity", move |inner| link_external(inner, &tenant, &user, &provider, &external_id))
             .await
+    }
+
+    fn pairings(&self) -> Option<&dyn crate::pairing::PairingStore> {
+        Some(self)
     }
 
     async fn resolve_external(&self, provider: &str, external_id: &str) -> Result<Option<Principal>, StoreError> {

@@ -17,6 +17,9 @@ mod errors;
 mod identity;
 mod leases;
 mod ops;
+mod pairing;
+mod schedules;
+mod secrets;
 mod tables;
 
 use crate::port::{CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
@@ -98,6 +101,9 @@ impl EmbeddedStore {
         };
         ops::init(&inner)?;
         identity::init(&inner)?;
+        schedules::init(&inner)?;
+        pairing::init(&inner)?;
+        secrets::init(&inner)?;
         Ok(EmbeddedStore { inner: Arc::new(inner) })
     }
 
@@ -201,7 +207,13 @@ impl SessionStore for EmbeddedStore {
         self.run("reset session", move |inner| ops::reset_session(inner, &key)).await
     }
 
-    async fn add_usage(&self, tenant: &TenantId, user: &UserId, day: &str, tokens: u64) -> Result<DailyUsage, StoreError> {
+    async fn add_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        day: &str,
+        tokens: u64,
+    ) -> Result<DailyUsage, StoreError> {
         check_day(day)?;
         let (tenant, user, day) = (tenant.clone(), user.clone(), day.to_string());
         self.run("add usage", move |inner| ops::add_usage(inner, &tenant, &user, &day, tokens)).await
@@ -211,6 +223,11 @@ impl SessionStore for EmbeddedStore {
         check_day(day)?;
         let (tenant, user, day) = (tenant.clone(), user.clone(), day.to_string());
         self.run("read usage", move |inner| ops::usage(inner, &tenant, &user, &day)).await
+    }
+
+    async fn count_turn(&self, tenant: &TenantId, user: &UserId, minute: i64) -> Result<u64, StoreError> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.run("count turn", move |inner| ops::count_turn(inner, &tenant, &user, minute)).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

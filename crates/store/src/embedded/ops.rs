@@ -4,7 +4,9 @@
 //! check and the write it guards atomic (as the Lua scripts do in Redis).
 
 use super::Inner;
-use super::tables::{Expiry, FENCE, HISTORY, META, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt, decode, encode};
+use super::tables::{
+    Expiry, FENCE, HISTORY, META, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt, decode, encode,
+};
 use crate::port::{CommitOutcome, DailyUsage, Lease, StoreError, StoredReply};
 use clawhive_core::chat::Message;
 use clawhive_core::time::now_unix_ms;
@@ -32,6 +34,12 @@ pub(super) fn init(inner: &Inner) -> Result<(), StoreError> {
     txn.open_table(HISTORY).map_err(inner.fail("create table history"))?;
     txn.open_table(USER_SESSIONS).map_err(inner.fail("create table user_sessions"))?;
     txn.open_table(FENCE).map_err(inner.fail("create table fence"))?;
+    {
+        // Rate counters only matter for the current minute.
+        let mut rate = txn.open_table(RATE).map_err(inner.fail("create table rate"))?;
+        let this_minute = now_unix_ms() / 60_000;
+        rate.retain(|(_, _, minute), _| minute >= this_minute - 1).map_err(inner.fail("purge old rate counters"))?;
+    }
     {
         let mut usage = txn.open_table(USAGE).map_err(inner.fail("create table usage"))?;
         // Days are YYYY-MM-DD, so they compare as strings; keep the last few only.
@@ -339,4 +347,26 @@ pub(super) fn usage(inner: &Inner, tenant: &TenantId, user: &UserId, day: &str) 
         Ok(usage.get((tenant.as_str(), who, day)).map_err(inner.fail("read usage"))?.map(|g| g.value()).unwrap_or(0))
     };
     Ok(DailyUsage { user: get(user.as_str())?, tenant: get(TENANT_TOTAL)? })
+}
+
+pub(super) fn count_turn(inner: &Inner, tenant: &TenantId, user: &UserId, minute: i64) -> Result<u64, StoreError> {
+    let txn = inner.db.begin_write().map_err(inner.fail("begin count turn"))?;
+    let count = {
+        let mut rate = txn.open_table(RATE).map_err(inner.fail("open rate"))?;
+        // Drop this user's older minutes, so the table stays small between restarts.
+        let old: Vec<i64> = rate
+            .range((tenant.as_str(), user.as_str(), i64::MIN)..(tenant.as_str(), user.as_str(), minute))
+            .map_err(inner.fail("scan rate"))?
+            .filter_map(|e| e.ok().map(|(k, _)| k.value().2))
+            .collect();
+        for m in old {
+            rate.remove((tenant.as_str(), user.as_str(), m)).map_err(inner.fail("purge rate"))?;
+        }
+        let key = (tenant.as_str(), user.as_str(), minute);
+        let count = rate.get(key).map_err(inner.fail("read rate"))?.map(|g| g.value()).unwrap_or(0) + 1;
+        rate.insert(key, count).map_err(inner.fail("write rate"))?;
+        count
+    };
+    txn.commit().map_err(inner.fail("commit count turn"))?;
+    Ok(count)
 }

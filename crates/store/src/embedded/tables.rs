@@ -6,7 +6,8 @@
 //! turns         (tenant, session, request_id)  -> JSON TurnEntry (reply + expiry)
 //! user_sessions (tenant, user, session)        -> updated_unix_ms
 //! fence         (tenant, session)              -> the last fencing token granted
-//! usage         (tenant, user, day)            -> tokens used on day (YYYY-MM-DD UTC)
+//! usage         (tenant, user, day)            -> tokens used on day (YYYY-MM-DD UTC); user "" = tenant
+//! rate          (tenant, user, minute)         -> turns started in that Unix minute
 //! ```
 //!
 //! Keys are tuples, compared field by field, so no separator can make two
@@ -20,6 +21,7 @@ pub(super) const HISTORY: TableDefinition<(&str, &str, u64), &str> = TableDefini
 pub(super) const TURNS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("turns");
 pub(super) const USER_SESSIONS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("user_sessions");
 pub(super) const FENCE: TableDefinition<(&str, &str), u64> = TableDefinition::new("fence");
+pub(super) const RATE: TableDefinition<(&str, &str, i64), u64> = TableDefinition::new("rate");
 pub(super) const USAGE: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("usage");
 
 /// A committed turn's reply, kept until `expires_unix_ms`.

@@ -19,7 +19,7 @@ use super::RedisStore;
 use super::errors::failed;
 use crate::identity::{
     ExternalRef, IdentityStore, IssuedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord, check_external,
-    new_token, valid_token_id,
+    check_sha256, new_token, valid_token_id,
 };
 use crate::port::StoreError;
 use async_trait::async_trait;
@@ -29,6 +29,55 @@ use clawhive_core::{Principal, TenantId, UserId};
 use redis::cmd;
 
 impl RedisStore {
+    /// Stores a token given by its SHA-256; `Conflict` if that hash is already registered.
+    async fn store_token(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        sha256: &str,
+        token_id: &str,
+        expires_at_unix_ms: Option<i64>,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        let Some(owner) = self.get_json::<StoredUser>(&self.user_key(tenant, user)).await? else {
+            return Err(StoreError::NotFound(format!("user {user} in tenant {tenant}")));
+        };
+        let exists: bool = cmd("EXISTS")
+            .arg(self.hash_key(sha256))
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("check token hash"))?;
+        if exists {
+            return Err(StoreError::Conflict("this token is already registered".into()));
+        }
+        let stored = StoredToken {
+            user: user.clone(),
+            incarnation: owner.incarnation,
+            sha256: sha256.to_string(),
+            label: label.to_string(),
+            created_unix_ms: now_unix_ms(),
+            expires_at_unix_ms,
+            revoked: false,
+        };
+        let token_key = self.token_key(tenant, token_id);
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&token_key)
+            .arg(encode(&token_key, &stored)?)
+            .ignore()
+            .cmd("SADD")
+            .arg(self.user_tokens_key(tenant, user))
+            .arg(token_id)
+            .ignore()
+            .exec_async(&mut self.con.clone())
+            .await
+            .map_err(failed("issue token"))?;
+        let index = TokenRef { tenant: tenant.clone(), user: user.clone(), token_id: token_id.to_string() };
+        self.set_json(&self.hash_key(sha256), &index).await
+
+    }
+
     fn tenant_key(&self, tenant: &TenantId, rest: std::fmt::Arguments<'_>) -> String {
         format!("{}:{{{tenant}}}:idn:{rest}", self.keys.prefix())
     }
@@ -194,37 +243,23 @@ impl IdentityStore for RedisStore {
         expires_at_unix_ms: Option<i64>,
         label: &str,
     ) -> Result<IssuedToken, StoreError> {
-        let Some(owner) = self.get_json::<StoredUser>(&self.user_key(tenant, user)).await? else {
-            return Err(StoreError::NotFound(format!("user {user} in tenant {tenant}")));
-        };
         let (token_id, token) = new_token();
-        let sha256 = hash_token(&token);
-        let stored = StoredToken {
-            user: user.clone(),
-            incarnation: owner.incarnation,
-            sha256: sha256.clone(),
-            label: label.to_string(),
-            created_unix_ms: now_unix_ms(),
-            expires_at_unix_ms,
-            revoked: false,
-        };
-        let token_key = self.token_key(tenant, &token_id);
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(&token_key)
-            .arg(encode(&token_key, &stored)?)
-            .ignore()
-            .cmd("SADD")
-            .arg(self.user_tokens_key(tenant, user))
-            .arg(&token_id)
-            .ignore()
-            .exec_async(&mut self.con.clone())
-            .await
-            .map_err(failed("issue token"))?;
-        let index = TokenRef { tenant: tenant.clone(), user: user.clone(), token_id: token_id.clone() };
-        self.set_json(&self.hash_key(&sha256), &index).await?;
+        self.store_token(tenant, user, &hash_token(&token), &token_id, expires_at_unix_ms, label).await?;
         Ok(IssuedToken { token_id, token })
+    }
+
+    async fn register_token(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        sha256: &str,
+        expires_at_unix_ms: Option<i64>,
+        label: &str,
+    ) -> Result<String, StoreError> {
+        check_sha256(sha256)?;
+        let (token_id, _) = new_token();
+        self.store_token(tenant, user, sha256, &token_id, expires_at_unix_ms, label).await?;
+        Ok(token_id)
     }
 
     async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
@@ -317,6 +352,10 @@ impl IdentityStore for RedisStore {
             .exec_async(&mut self.con.clone())
             .await
             .map_err(failed("SADD links"))
+    }
+
+    fn pairings(&self) -> Option<&dyn crate::pairing::PairingStore> {
+        Some(self)
     }
 
     async fn resolve_external(&self, provider: &str, external_id: &str) -> Result<Option<Principal>, StoreError> {

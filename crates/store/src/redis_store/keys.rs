@@ -8,6 +8,7 @@
 //! <prefix>:{<tenant>:<session>}:turn:<request_id>    JSON StoredReply (EX turn_record_ttl_secs)
 //! <prefix>:{<tenant>}:user:<user>:sessions           sorted set of session ids, score = updated ms
 //! <prefix>:{<tenant>}:usage:<user>:<day>             counter: the user's tokens on day (YYYY-MM-DD UTC), EX 3 days
+//! <prefix>:{<tenant>}:rate:<user>:<minute>           counter: turns started in a Unix minute, EX 120 s
 //! <prefix>:{<tenant>}:usage-tenant:<day>             counter: the whole tenant's tokens on day, EX 3 days
 //! ```
 //!
@@ -48,6 +49,11 @@ impl KeyLayout {
     /// The counter of `user`'s tokens in `tenant` on `day`.
     pub(crate) fn usage(&self, tenant: &TenantId, user: &UserId, day: &str) -> String {
         format!("{}:{{{tenant}}}:usage:{user}:{day}", self.prefix)
+    }
+
+    /// The counter of `user`'s turns in one Unix minute.
+    pub(crate) fn rate(&self, tenant: &TenantId, user: &UserId, minute: i64) -> String {
+        format!("{}:{{{tenant}}}:rate:{user}:{minute}", self.prefix)
     }
 
     /// The counter of the whole tenant's tokens on `day`.

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             reset_clears_history_and_keeps_the_owner,
             health_is_ok,
             usage_adds_up_per_user_and_day,
+            turns_are_counted_per_user_and_minute,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -425,6 +426,22 @@ pub async fn usage_adds_up_per_user_and_day(store: Arc<dyn SessionStore>) {
     assert_eq!(store.usage(&TenantId::new("globex").unwrap(), &alice, day).await.unwrap(), u(0, 0));
     assert_eq!(store.add_usage(&tenant, &bob, day, 7).await.unwrap(), u(7, 22));
     assert_eq!(store.usage(&tenant, &alice, day).await.unwrap(), u(15, 22));
-    assert!(matches!(store.add_usage(&tenant, &alice, "2026-3-4", 1).await, Err(clawhive_store::StoreError::Invalid(_))));
+    assert!(matches!(
+        store.add_usage(&tenant, &alice, "2026-3-4", 1).await,
+        Err(clawhive_store::StoreError::Invalid(_))
+    ));
     assert!(matches!(store.usage(&tenant, &alice, "{x}").await, Err(clawhive_store::StoreError::Invalid(_))));
+}
+
+pub async fn turns_are_counted_per_user_and_minute(store: Arc<dyn SessionStore>) {
+    let tenant = TenantId::new("acme").unwrap();
+    let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+    let minute = clawhive_core::time::now_unix_ms() / 60_000;
+    assert_eq!(store.count_turn(&tenant, &alice, minute).await.unwrap(), 1);
+    assert_eq!(store.count_turn(&tenant, &alice, minute).await.unwrap(), 2);
+    assert_eq!(store.count_turn(&tenant, &bob, minute).await.unwrap(), 1);
+    assert_eq!(store.count_turn(&TenantId::new("globex").unwrap(), &alice, minute).await.unwrap(), 1);
+    // A new minute starts from one.
+    assert_eq!(store.count_turn(&tenant, &alice, minute + 1).await.unwrap(), 1);
+    assert_eq!(store.count_turn(&tenant, &alice, minute + 1).await.unwrap(), 2);
 }

@@ -33,6 +33,7 @@ macro_rules! identity_tests {
             tenants_are_isolated,
             external_identities_resolve,
             plaintext_is_never_stored,
+            registered_tokens_resolve_once_and_revoke_like_issued_ones,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -200,4 +201,24 @@ pub async fn plaintext_is_never_stored(f: &Fixture) {
     }
     // Sanity: the dump does see what was stored.
     assert!(dump.windows(t.token_id.len()).any(|w| w == t.token_id.as_bytes()), "the dump is empty");
+}
+
+pub async fn registered_tokens_resolve_once_and_revoke_like_issued_ones(f: &Fixture) {
+    use clawhive_core::token::hash_token;
+    let s = &f.store;
+    let acme = tenant("acme");
+    s.create_user(&acme, &user("root"), &strings(&["admin"]), &[], "").await.unwrap();
+    let id = s.register_token(&acme, &user("root"), &hash_token("my-known-token"), None, "bootstrap").await.unwrap();
+    let p = s.resolve_token("my-known-token").await.unwrap().expect("resolves");
+    assert_eq!((p.user.as_str(), p.is_admin()), ("root", true));
+    // The same hash twice is a conflict, for the same or another user.
+    let again = s.register_token(&acme, &user("root"), &hash_token("my-known-token"), None, "again").await;
+    assert!(matches!(again, Err(clawhive_store::StoreError::Conflict(_))), "{again:?}");
+    // Unknown users and malformed digests are refused.
+    let nobody = s.register_token(&acme, &user("nobody"), &hash_token("x"), None, "").await;
+    assert!(matches!(nobody, Err(clawhive_store::StoreError::NotFound(_))), "{nobody:?}");
+    let bad = s.register_token(&acme, &user("root"), "NOT-HEX", None, "").await;
+    assert!(matches!(bad, Err(clawhive_store::StoreError::Invalid(_))), "{bad:?}");
+    assert!(s.revoke_token(&acme, &id).await.unwrap());
+    assert_eq!(s.resolve_token("my-known-token").await.unwrap(), None);
 }

@@ -43,6 +43,7 @@ impl From<ClawError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        clawhive_telemetry::metrics::error("gateway", self.code);
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         (self.status, axum::Json(body)).into_response()
     }

@@ -4,11 +4,13 @@
 //!   (every rejection is a JSON error, never axum's plain text).
 //! - [`chat`]: `POST /v1/sessions/{id}/messages`, JSON or `text/event-stream`.
 //! - [`sessions`]: list, get, reset.
+//! - [`schedules`]: `/v1/schedules` CRUD, pause, resume.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (bus and store reachable).
 
 pub mod chat;
 pub mod extract;
 pub mod health;
+pub mod schedules;
 pub mod sessions;
 
 use crate::state::Gateway;
@@ -25,6 +27,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/reset", post(sessions::reset))
         .route("/v1/sessions/{id}/messages", post(chat::post_message))
+        .route("/v1/schedules", post(schedules::create).get(schedules::list))
+        .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::update).delete(schedules::delete))
+        .route("/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::not_found_route() })

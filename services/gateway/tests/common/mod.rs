@@ -5,9 +5,10 @@
 use clawhive_bus::envelope::{Envelopes, decode_request};
 use clawhive_bus::nats::NatsBus;
 use clawhive_bus::{Bus, Consumer, ConsumerSpec, Delivery, StreamKind, Subjects};
-use clawhive_core::config::{Config, StaticToken};
+use clawhive_core::config::Config;
 use clawhive_core::token::hash_token;
 use clawhive_core::{TenantId, UserId};
+use clawhive_store::IdentityStore;
 use clawhive_gateway::{Deps, GatewayHandle};
 use clawhive_proto::v1 as pb;
 use clawhive_store::RedisStore;
@@ -34,14 +35,18 @@ pub struct Env {
     pub cfg: Config,
 }
 
-pub fn token(secret: &str, user: &str) -> StaticToken {
-    StaticToken {
-        token_env: None,
-        token_sha256: Some(hash_token(secret)),
-        tenant: TenantId::new("acme").unwrap(),
-        user: UserId::new(user).unwrap(),
-        roles: vec!["member".into()],
-        groups: vec!["eng".into()],
+/// A user the test creates in the identity store, with a known token: (tenant, user, roles, token).
+pub type Seed = (&'static str, &'static str, &'static [&'static str], &'static str);
+
+/// alice and bob in acme (role member, group eng), each with a known token.
+pub const DEFAULT_USERS: &[Seed] = &[("acme", "alice", &["member"], TOKEN_A), ("acme", "bob", &["member"], TOKEN_B)];
+
+async fn seed(identity: &dyn IdentityStore, users: &[Seed]) {
+    for (tenant, user, roles, token) in users {
+        let (tenant, user) = (TenantId::new(*tenant).unwrap(), UserId::new(*user).unwrap());
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        identity.create_user(&tenant, &user, &roles, &["eng".to_string()], "").await.expect("create test user");
+        identity.register_token(&tenant, &user, &hash_token(token), None, "test").await.expect("register test token");
     }
 }
 
@@ -52,6 +57,11 @@ impl Env {
 
     /// [`Env::start`], with `adjust` applied to the config before the gateway starts.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
+        Env::start_seeded(adjust, &[]).await
+    }
+
+    /// [`Env::start_with`], creating `extra` users beside [`DEFAULT_USERS`].
+    pub async fn start_seeded(adjust: impl FnOnce(&mut Config), extra: &[Seed]) -> Env {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server starts");
         let redis = RedisServer::start().expect("redis-server starts");
@@ -62,7 +72,6 @@ impl Env {
         cfg.gateway.grpc_addr = "127.0.0.1:0".into();
         cfg.gateway.http_addr = "127.0.0.1:0".into();
         cfg.gateway.max_body_bytes = 1024;
-        cfg.gateway.tokens = vec![token(TOKEN_A, "alice"), token(TOKEN_B, "bob")];
         adjust(&mut cfg);
         cfg.validate().expect("valid test config");
 
@@ -70,8 +79,11 @@ impl Env {
         bus.ensure_topology().await.expect("topology");
         let bus: Arc<dyn Bus> = Arc::new(bus);
         let store = Arc::new(RedisStore::connect(&cfg.store).await.expect("store connects"));
+        seed(store.as_ref(), DEFAULT_USERS).await;
+        seed(store.as_ref(), extra).await;
         let shutdown = CancellationToken::new();
-        let deps = Deps { bus: bus.clone(), store: store.clone(), identity: store };
+        let secrets = Some(clawhive_store::SecretVault::new(store.clone(), [3u8; 32]));
+        let deps = Deps { bus: bus.clone(), store: store.clone(), identity: store, secrets };
         let handle = clawhive_gateway::start(&cfg, deps, shutdown.clone()).await.expect("gateway starts");
         assert_ne!(handle.http_addr.port(), 0);
         assert_ne!(handle.grpc_addr.port(), 0);
