@@ -279,3 +279,58 @@ async fn a_user_over_the_rate_limit_is_told_to_wait() {
     assert!(status.message().contains("rate limit of 2 requests per minute"), "{}", status.message());
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// The adversarial matrix over HTTP (gRPC is in e2e_chat): bob (same tenant) and
+/// carol (other tenant) try to read, list, reset and continue alice's session by id;
+/// acme's admin may read it, globex's admin may not; a revoked token gets 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_users_and_tenants_cannot_touch_a_session_over_http_and_revoked_tokens_fail() {
+    let cluster = Cluster::start(1).await;
+    let mut c = cluster.grpc().await;
+    chat(&mut c, ALICE, "alice-private", "my secret plans", "", 0).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = cluster.http_base();
+    for token in [BOB, CAROL, GLOBEX_ADMIN] {
+        let r = http.get(format!("{base}/v1/sessions/alice-private")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 404, "read as {token}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("secret plans"), "{body}");
+        let r = http.post(format!("{base}/v1/sessions/alice-private/reset")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 404, "reset as {token}");
+        let r = http.get(format!("{base}/v1/sessions")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!r.text().await.unwrap().contains("alice-private"), "listed to {token}");
+    }
+    let r = http
+        .post(format!("{base}/v1/sessions/alice-private/messages"))
+        .bearer_auth(BOB)
+        .header("content-type", "application/json")
+        .body(r#"{"text":"let me continue"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "bob continues alice's session");
+    // Nothing of theirs landed in alice's session; acme's admin can read it.
+    let r = http.get(format!("{base}/v1/sessions/alice-private")).bearer_auth(ACME_ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a tenant admin reads sessions of the tenant");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("secret plans") && !body.contains("let me continue"), "{body}");
+
+    // An issued token works until revoked, then 401 on both APIs.
+    let mut admin = cluster.admin().await;
+    let issued = admin
+        .issue_token(authed(pb::IssueTokenRequest { user_id: "bob".into(), label: "laptop".into(), ..Default::default() }, ACME_ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = http.get(format!("{base}/v1/sessions")).bearer_auth(&issued.token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    admin
+        .revoke_token(authed(pb::RevokeTokenRequest { token_id: issued.token_id.clone(), ..Default::default() }, ACME_ADMIN))
+        .await
+        .unwrap();
+    let r = http.get(format!("{base}/v1/sessions")).bearer_auth(&issued.token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let e = chat(&mut c, &issued.token, "bob-s", "hi", "", 0).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+}

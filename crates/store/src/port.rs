@@ -31,6 +31,18 @@ pub struct Lease {
     pub token: u64,
 }
 
+/// A tenant's policy document as stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyDoc {
+    pub text: String,
+    /// Increases with every replacement (never reused, also across deletes).
+    pub version: u64,
+    pub updated_unix_ms: i64,
+}
+
+/// Longest policy document accepted.
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+
 /// The outcome of a turn, kept so a redelivered request re-sends it instead of
 /// calling the LLM again.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,6 +139,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Counts one more turn started by `user` in `tenant` in the minute `minute`
     /// (Unix minutes) and returns the count so far in that minute (rate limits).
     async fn count_turn(&self, tenant: &TenantId, user: &UserId, minute: i64) -> Result<u64, StoreError>;
+
+    /// The tenant's own policy document (edited through the Admin API), if it has one.
+    async fn policy_doc(&self, tenant: &TenantId) -> Result<Option<PolicyDoc>, StoreError>;
+
+    /// Replaces the tenant's policy document; returns its new version (1, 2, …).
+    /// The caller validates the text first.
+    async fn put_policy_doc(&self, tenant: &TenantId, text: &str) -> Result<u64, StoreError>;
+
+    /// Drops the tenant's policy document (the deployment's policy applies again).
+    async fn delete_policy_doc(&self, tenant: &TenantId) -> Result<bool, StoreError>;
 
     /// Whether the store is reachable now (readiness).
     async fn health(&self) -> Result<(), StoreError>;

@@ -383,6 +383,58 @@ impl SessionStore for RedisStore {
         Ok(count.max(0) as u64)
     }
 
+    async fn policy_doc(&self, tenant: &TenantId) -> Result<Option<crate::port::PolicyDoc>, StoreError> {
+        let key = self.keys.policy(tenant);
+        let (text, version, updated): (Option<String>, Option<u64>, Option<i64>) = cmd("HMGET")
+            .arg(&key)
+            .arg("text")
+            .arg("version")
+            .arg("updated")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("HMGET policy"))?;
+        Ok(text.map(|text| crate::port::PolicyDoc {
+            text,
+            version: version.unwrap_or(0),
+            updated_unix_ms: updated.unwrap_or(0),
+        }))
+    }
+
+    async fn put_policy_doc(&self, tenant: &TenantId, text: &str) -> Result<u64, StoreError> {
+        if text.len() > crate::port::MAX_POLICY_BYTES {
+            return Err(StoreError::Invalid(format!("a policy is at most {} bytes", crate::port::MAX_POLICY_BYTES)));
+        }
+        let (key, counter) = (self.keys.policy(tenant), self.keys.policy_version(tenant));
+        let (version,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&counter)
+            .cmd("HSET")
+            .arg(&key)
+            .arg("text")
+            .arg(text)
+            .arg("updated")
+            .arg(clawhive_core::time::now_unix_ms())
+            .ignore()
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("put policy"))?;
+        let _: () = cmd("HSET")
+            .arg(&key)
+            .arg("version")
+            .arg(version)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("put policy version"))?;
+        Ok(version)
+    }
+
+    async fn delete_policy_doc(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let n: i64 =
+            cmd("DEL").arg(self.keys.policy(tenant)).query_async(&mut self.con.clone()).await.map_err(failed("DEL policy"))?;
+        Ok(n == 1)
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         let (ping, mut con) = (cmd("PING"), self.con.clone());
         match tokio::time::timeout(HEALTH_TIMEOUT, ping.query_async::<String>(&mut con)).await {

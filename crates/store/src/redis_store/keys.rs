@@ -9,6 +9,8 @@
 //! <prefix>:{<tenant>}:user:<user>:sessions           sorted set of session ids, score = updated ms
 //! <prefix>:{<tenant>}:usage:<user>:<day>             counter: the user's tokens on day (YYYY-MM-DD UTC), EX 3 days
 //! <prefix>:{<tenant>}:rate:<user>:<minute>           counter: turns started in a Unix minute, EX 120 s
+//! <prefix>:{<tenant>}:policy                         hash: text, version, updated (the tenant's policy)
+//! <prefix>:{<tenant>}:policy-version                 counter: the last policy version given out
 //! <prefix>:{<tenant>}:usage-tenant:<day>             counter: the whole tenant's tokens on day, EX 3 days
 //! ```
 //!
@@ -54,6 +56,15 @@ impl KeyLayout {
     /// The counter of `user`'s turns in one Unix minute.
     pub(crate) fn rate(&self, tenant: &TenantId, user: &UserId, minute: i64) -> String {
         format!("{}:{{{tenant}}}:rate:{user}:{minute}", self.prefix)
+    }
+
+    /// The tenant's policy document.
+    pub(crate) fn policy(&self, tenant: &TenantId) -> String {
+        format!("{}:{{{tenant}}}:policy", self.prefix)
+    }
+
+    pub(crate) fn policy_version(&self, tenant: &TenantId) -> String {
+        format!("{}:{{{tenant}}}:policy-version", self.prefix)
     }
 
     /// The counter of the whole tenant's tokens on `day`.
