@@ -334,3 +334,82 @@ async fn other_users_and_tenants_cannot_touch_a_session_over_http_and_revoked_to
     let e = chat(&mut c, &issued.token, "bob-s", "hi", "", 0).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
 }
+
+/// A tenant admin edits the tenant's policy through the Admin API: it is validated,
+/// versioned, takes effect on the workers within seconds for that tenant only, and
+/// removing it brings the deployment's policy back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_is_editable_through_the_admin_api_per_tenant() {
+    const OPEN_TOOLS: &str = "[[grants]]\nagents = [\"*\"]\ntools = [\"current_time\"]\n";
+    const NO_TOOLS_FOR_BOB: &str =
+        "[[grants]]\nagents = [\"*\"]\n\n[[grants]]\nusers = [\"alice\"]\nagents = [\"*\"]\ntools = [\"current_time\"]\n";
+    let cluster = Cluster::start_with(1, Some(OPEN_TOOLS)).await;
+    let mut admin = cluster.admin().await;
+    let mut c = cluster.grpc().await;
+    let prompt = r#"#tool:current_time:{"timezone":"UTC"}"#;
+    let (_, fin) = chat(&mut c, BOB, "p1", prompt, "", 0).await.unwrap();
+    assert!(!fin.text.contains("permission denied"), "{}", fin.text);
+
+    let get = admin.get_policy(authed(pb::GetPolicyRequest::default(), ACME_ADMIN)).await.unwrap().into_inner();
+    assert_eq!((get.policy_toml.as_str(), get.version), ("", 0), "no tenant policy yet");
+    // Bad documents are refused with the reason; nothing is stored.
+    for bad in ["[[grants]\nbroken", "[[grants]]\nusers = [\"\"]", "[[grants]]\nunknown = 1"] {
+        let e = admin
+            .put_policy(authed(pb::PutPolicyRequest { policy_toml: bad.into(), ..Default::default() }, ACME_ADMIN))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}: {e:?}");
+        assert!(e.message().starts_with("policy rejected:"), "{}", e.message());
+    }
+    // Only admins, only their tenant.
+    let e = admin
+        .put_policy(authed(pb::PutPolicyRequest { policy_toml: OPEN_TOOLS.into(), ..Default::default() }, BOB))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = admin
+        .put_policy(authed(
+            pb::PutPolicyRequest { tenant_id: "acme".into(), policy_toml: OPEN_TOOLS.into() },
+            GLOBEX_ADMIN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+    let put = admin
+        .put_policy(authed(pb::PutPolicyRequest { policy_toml: NO_TOOLS_FOR_BOB.into(), ..Default::default() }, ACME_ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put.version, 1);
+    let denied = async {
+        for i in 0.. {
+            let (_, fin) = chat(&mut c, BOB, &format!("p2-{i}"), prompt, "", 0).await.unwrap();
+            if fin.text.contains("permission denied") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), denied).await.expect("the tenant policy took effect");
+    // Alice keeps the tool; carol (globex) is still under the deployment's policy.
+    let (_, fin) = chat(&mut c, ALICE, "p3", prompt, "", 0).await.unwrap();
+    assert!(!fin.text.contains("permission denied"), "{}", fin.text);
+    let (_, fin) = chat(&mut c, CAROL, "p3", prompt, "", 0).await.unwrap();
+    assert!(!fin.text.contains("permission denied"), "{}", fin.text);
+
+    // Removing it brings the deployment's policy back.
+    admin.delete_policy(authed(pb::DeletePolicyRequest::default(), ACME_ADMIN)).await.unwrap();
+    let allowed = async {
+        for i in 0.. {
+            let (_, fin) = chat(&mut c, BOB, &format!("p4-{i}"), prompt, "", 0).await.unwrap();
+            if !fin.text.contains("permission denied") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), allowed).await.expect("the deployment policy is back");
+    let e = admin.delete_policy(authed(pb::DeletePolicyRequest::default(), ACME_ADMIN)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}

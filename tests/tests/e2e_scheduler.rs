@@ -44,6 +44,8 @@ struct Sys {
     shutdown: CancellationToken,
     key_file: std::path::PathBuf,
     tokens: std::collections::HashMap<&'static str, String>,
+    /// The config as a file, for service processes.
+    config_path: std::path::PathBuf,
 }
 
 fn config_toml(nats: &str, redis: &str, llm: &FakeLlm, key_file: &std::path::Path, max_failures: u32) -> String {
@@ -118,6 +120,8 @@ impl Sys {
         std::fs::write(&key_file, ENVELOPE_KEY).unwrap();
         let toml = config_toml(&nats.url(), &redis.url(), &llm, &key_file, max_failures);
         let cfg = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
+        let config_path = key_file.with_extension("toml");
+        std::fs::write(&config_path, &toml).unwrap();
         let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(&cfg.bus).await.expect("bus"));
         bus.ensure_topology().await.expect("topology");
         let store = Arc::new(RedisStore::connect(&cfg.store).await.expect("store"));
@@ -137,7 +141,19 @@ impl Sys {
         )
         .await
         .expect("gateway");
-        Sys { _nats: nats, _redis: redis, llm, cfg, bus, store, gateway: Some(gateway), shutdown, key_file, tokens }
+        Sys {
+            _nats: nats,
+            _redis: redis,
+            llm,
+            cfg,
+            bus,
+            store,
+            gateway: Some(gateway),
+            shutdown,
+            key_file,
+            tokens,
+            config_path,
+        }
     }
 
     /// The API token of `user`.
@@ -216,6 +232,7 @@ impl Drop for Sys {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.key_file);
+        let _ = std::fs::remove_file(&self.config_path);
     }
 }
 
@@ -325,6 +342,57 @@ async fn two_replicas_fire_each_slot_exactly_once_across_a_handover() {
     assert_eq!(published as usize, slots.len(), "every publish was a new slot (no double fires to drop)");
     assert!(leader_sched.stats().published.load(Ordering::Relaxed) > 0);
     assert!(follower_sched.stats().published.load(Ordering::Relaxed) > 0, "the follower took over");
+}
+
+/// Two `clawhive-scheduler` processes; the leader is SIGKILLed while firing
+/// every second. The other takes over once the lease lapses: the schedule
+/// goes on, the takeover gap is caught up with one fire, and no slot is
+/// stored or even published twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkilling_the_leader_process_neither_doubles_nor_stops_the_schedule() {
+    use clawhive_tests::procs::{ServiceProcess, binary};
+    let sys = Sys::start().await;
+    let mut grpc = sys.grpc().await;
+    let req = pb::CreateJobRequest { schedule: every(1), prompt: "tick".into(), ..Default::default() };
+    let job = grpc.create_job(authed(req, sys.t(ALICE))).await.unwrap().into_inner();
+    let bin =
+        tokio::task::spawn_blocking(|| binary("clawhive-scheduler", "clawhive-scheduler")).await.unwrap().unwrap();
+    let config = sys.config_path.to_str().unwrap().to_string();
+    let mut procs = Vec::new();
+    for _ in 0..2 {
+        let p = ServiceProcess::spawn(&bin, &["--config", &config], &[]).expect("spawn scheduler");
+        p.wait_for_log("scheduler started", Duration::from_secs(20)).await.expect("scheduler ready");
+        procs.push(p);
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let leads = |p: &ServiceProcess| p.log().contains("This replica leads the scheduler.");
+    assert_eq!(procs.iter().filter(|p| leads(p)).count(), 1, "exactly one process leads");
+    let idx = procs.iter().position(leads).unwrap();
+    procs[idx].kill();
+    let survivor = &procs[1 - idx];
+    wait_for("the survivor to lead", Duration::from_secs(10), || async {
+        survivor.log().contains("This replica leads the scheduler.").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    grpc.pause_job(authed(pb::PauseJobRequest { job_id: job.job_id.clone() }, sys.t(ALICE))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fired_logs: usize = procs.iter().map(|p| p.log().matches("Job fired.").count()).sum();
+    let dropped_logs: usize = procs.iter().map(|p| p.log().matches("JetStream dropped the copy").count()).sum();
+    assert!(survivor.log().contains("Job fired."), "the survivor fires after the takeover");
+    for p in &mut procs {
+        p.kill();
+    }
+    let mut slots: Vec<i64> = sys.stored_requests().await.iter().map(|r| slot_of(r)).collect();
+    slots.sort();
+    let distinct: std::collections::BTreeSet<_> = slots.iter().collect();
+    assert_eq!(distinct.len(), slots.len(), "a slot was stored twice: {slots:?}");
+    assert_eq!(fired_logs, slots.len(), "every stored fire was published once");
+    assert!(dropped_logs <= 1, "at most the in-flight slot is re-sent after the kill");
+    assert!(slots.len() >= 4, "the schedule went on: {slots:?}");
+    for w in slots.windows(2) {
+        assert!(w[1] - w[0] >= 1_000 && (w[1] - w[0]) % 1_000 == 0, "slots are whole seconds apart: {slots:?}");
+    }
 }
 
 /// Replica A claims a due slot and publishes it, then dies before confirming

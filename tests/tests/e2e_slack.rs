@@ -148,14 +148,22 @@ async fn a_mention_is_answered_in_its_thread_and_the_thread_keeps_its_history() 
     assert_eq!(finals(&posted, "C1", "echo[1]")[0].thread_ts, "100.1", "answered in the mention's thread");
 
     // Bob follows up in the thread without mentioning the bot: same session, history carried.
-    env.slack.send_event(s, "env-m-2", &fake_slack::thread_message("T1", "EvM2", "U2", "C1", "100.5", "100.1", "and more"));
+    env.slack.send_event(
+        s,
+        "env-m-2",
+        &fake_slack::thread_message("T1", "EvM2", "U2", "C1", "100.5", "100.1", "and more"),
+    );
     let posted = env.slack.wait_posted(WAIT, |p| !finals(p, "C1", "echo[2]").is_empty()).await;
     let follow = finals(&posted, "C1", "echo[2]")[0];
     assert_eq!(follow.thread_ts, "100.1");
     assert!(follow.text.contains("and more"), "{follow:?}");
 
     // A message in a thread the bot is not in is ignored.
-    env.slack.send_event(s, "env-m-3", &fake_slack::thread_message("T1", "EvM3", "U2", "C1", "200.5", "200.1", "not for you"));
+    env.slack.send_event(
+        s,
+        "env-m-3",
+        &fake_slack::thread_message("T1", "EvM3", "U2", "C1", "200.5", "200.1", "not for you"),
+    );
     env.slack.wait_ack("env-m-3", WAIT).await;
     // The bot's own message is ignored too.
     let own = fake_slack::dm("T1", "EvM4", fake_slack::BOT_USER, "D1", "300.1", "echo[1]: loop?");
@@ -202,13 +210,18 @@ async fn a_bridge_killed_before_posting_posts_the_reply_once_after_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = std::fs::read_to_string(&env.cluster.config_path).unwrap();
     let config_path = env.cluster.config_path.with_extension("slack.toml");
-    std::fs::write(&config_path, format!("{base}\n{}", slack_toml(&env.slack).replace("http_addr = \"127.0.0.1:0\"\n", ""))).unwrap();
+    std::fs::write(
+        &config_path,
+        format!("{base}\n{}", slack_toml(&env.slack).replace("http_addr = \"127.0.0.1:0\"\n", "")),
+    )
+    .unwrap();
     let bin = tokio::task::spawn_blocking(|| binary("clawhive-slack-bridge", "clawhive-slack-bridge"))
         .await
         .unwrap()
         .expect("bridge binary");
     let envs = [("SLACK_APP_TOKEN", APP_TOKEN.to_string()), ("SLACK_BOT_TOKEN", BOT_TOKEN.to_string())];
-    let spawn = || ServiceProcess::spawn(&bin, &["--config", config_path.to_str().unwrap()], &envs).expect("spawn bridge");
+    let spawn =
+        || ServiceProcess::spawn(&bin, &["--config", config_path.to_str().unwrap()], &envs).expect("spawn bridge");
     let seen = env.slack.connections_opened();
     let mut first = spawn();
     first.wait_for_log("Socket Mode connection ready", WAIT).await.unwrap();
@@ -264,7 +277,11 @@ async fn a_disconnect_is_handled_without_losing_an_event() {
     let old = before[0];
     assert!(env.slack.send_disconnect(old));
     // Slack may still deliver on the old socket until it is closed.
-    assert!(env.slack.send_event(old, "env-disc-1", &fake_slack::dm("T1", "EvDisc1", "U1", "D3", "50.1", "in between")));
+    assert!(env.slack.send_event(
+        old,
+        "env-disc-1",
+        &fake_slack::dm("T1", "EvDisc1", "U1", "D3", "50.1", "in between")
+    ));
     env.slack.wait_posted(WAIT, |p| !finals(p, "D3", "echo[1]: in between").is_empty()).await;
     env.slack.wait_ack("env-disc-1", WAIT).await;
     let until = tokio::time::Instant::now() + WAIT;
@@ -297,7 +314,8 @@ async fn an_unknown_user_gets_a_pairing_code_and_answers_after_approval() {
     let env = env().await;
     let s = env.socket();
     env.slack.send_event(s, "env-p-1", &fake_slack::dm("T1", "EvP1", "U9", "D5", "70.1", "let me in"));
-    let posted = env.slack.wait_posted(WAIT, |p| p.iter().any(|m| m.channel == "D5" && m.text.contains("pairing code"))).await;
+    let posted =
+        env.slack.wait_posted(WAIT, |p| p.iter().any(|m| m.channel == "D5" && m.text.contains("pairing code"))).await;
     let note = posted.iter().find(|m| m.channel == "D5").unwrap();
     let code = note.text.split('*').nth(1).expect("the code is in bold").to_string();
     assert_eq!(code.len(), 8, "{note:?}");

@@ -43,7 +43,7 @@ pub use identity::{IdentityStore, IssuedToken, TokenInfo, UserRecord};
 pub use jobs::{JobEdit, Jobs, NewJob};
 pub use markers::MarkerStore;
 pub use pairing::{Pairing, PairingStore, approve_pairing};
-pub use port::{CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord};
+pub use port::{CommitOutcome, DailyUsage, Lease, PolicyDoc, SessionStore, StoreError, StoredReply, TurnRecord};
 pub use redis_store::RedisStore;
 pub use schedules::{ScheduleStore, UpdateOutcome};
 pub use secrets::{SecretInfo, SecretScope, SecretStore, SecretValue, SecretVault};

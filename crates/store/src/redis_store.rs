@@ -405,27 +405,19 @@ impl SessionStore for RedisStore {
             return Err(StoreError::Invalid(format!("a policy is at most {} bytes", crate::port::MAX_POLICY_BYTES)));
         }
         let (key, counter) = (self.keys.policy(tenant), self.keys.policy_version(tenant));
-        let (version,): (u64,) = redis::pipe()
-            .atomic()
-            .cmd("INCR")
-            .arg(&counter)
-            .cmd("HSET")
-            .arg(&key)
-            .arg("text")
+        // One script, so text and version always change together.
+        let script = redis::Script::new(
+            "local v = redis.call('INCR', KEYS[2]) \
+             redis.call('HSET', KEYS[1], 'text', ARGV[1], 'updated', ARGV[2], 'version', v) return v",
+        );
+        let version: u64 = script
+            .key(&key)
+            .key(&counter)
             .arg(text)
-            .arg("updated")
             .arg(clawhive_core::time::now_unix_ms())
-            .ignore()
-            .query_async(&mut self.con.clone())
+            .invoke_async(&mut self.con.clone())
             .await
             .map_err(failed("put policy"))?;
-        let _: () = cmd("HSET")
-            .arg(&key)
-            .arg("version")
-            .arg(version)
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(failed("put policy version"))?;
         Ok(version)
     }
 

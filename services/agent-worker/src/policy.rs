@@ -12,7 +12,8 @@
 use clawhive_bus::envelope::Envelopes;
 use clawhive_core::config::AgentConfig;
 use clawhive_core::policy::{Decision, Policy, arguments_digest};
-use clawhive_core::{ClawError, ErrorCode, Principal};
+use clawhive_core::{ClawError, ErrorCode, Principal, TenantId};
+use std::collections::HashMap;
 use clawhive_proto::v1 as pb;
 use clawhive_store::SessionStore;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,14 @@ struct Inner {
     path: Option<PathBuf>,
     current: RwLock<Arc<Policy>>,
     stamp: Mutex<Stamp>,
+    /// Tenants' own policies (Admin API), fetched from the store at most every
+    /// [`RELOAD_INTERVAL`]; `None` = the tenant has none and the file applies.
+    tenants: Mutex<HashMap<TenantId, TenantPolicy>>,
+}
+
+struct TenantPolicy {
+    fetched: std::time::Instant,
+    doc: Option<(u64, Arc<Policy>)>,
 }
 
 fn read(path: &Path) -> Result<(Policy, Stamp), PolicyLoadError> {
@@ -66,12 +75,77 @@ impl PolicyWatch {
             let (policy, stamp) = read(&path)?;
             (Some(path), policy, stamp)
         };
-        Ok(Self { inner: Arc::new(Inner { path, current: RwLock::new(Arc::new(policy)), stamp: Mutex::new(stamp) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                current: RwLock::new(Arc::new(policy)),
+                stamp: Mutex::new(stamp),
+                tenants: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
     /// The policy in force now.
     pub fn current(&self) -> Arc<Policy> {
         self.inner.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The policy in force for `tenant`: its own document if it has one (see
+    /// [`PolicyWatch::refresh_tenant`]), else the deployment's.
+    pub fn current_for(&self, tenant: &TenantId) -> Arc<Policy> {
+        let tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        match tenants.get(tenant).and_then(|t| t.doc.as_ref()) {
+            Some((_, p)) => p.clone(),
+            None => self.current(),
+        }
+    }
+
+    /// Fetches `tenant`'s own policy from the store unless fetched within
+    /// [`RELOAD_INTERVAL`]. On a store failure the last fetched state is kept; with
+    /// none, the error is returned (the turn is retried rather than run under a
+    /// policy that may be laxer than the tenant's).
+    pub async fn refresh_tenant(&self, store: &dyn SessionStore, tenant: &TenantId) -> Result<(), ClawError> {
+        let known_version = {
+            let tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            match tenants.get(tenant) {
+                Some(t) if t.fetched.elapsed() < RELOAD_INTERVAL => return Ok(()),
+                Some(t) => Some(t.doc.as_ref().map(|(v, _)| *v)),
+                None => None,
+            }
+        };
+        let doc = match store.policy_doc(tenant).await {
+            Ok(doc) => doc,
+            Err(e) if known_version.is_some() => {
+                tracing::warn!(tenant = %tenant, error = %e, "tenant policy not refreshed; keeping the last one");
+                return Ok(());
+            }
+            Err(e) => return Err(ClawError::unavailable(format!("tenant policy unavailable: {e}"))),
+        };
+        let doc = match doc {
+            None => None,
+            Some(d) if known_version == Some(Some(d.version)) => {
+                // Unchanged: keep the parsed policy, just note the fetch.
+                let mut tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(t) = tenants.get_mut(tenant) {
+                    t.fetched = std::time::Instant::now();
+                }
+                return Ok(());
+            }
+            Some(d) => match Policy::parse(&d.text) {
+                Ok(p) => {
+                    tracing::info!(tenant = %tenant, version = d.version, "tenant policy loaded");
+                    Some((d.version, Arc::new(p)))
+                }
+                Err(e) => {
+                    // Validated on the way in; a bad stored one denies rather than falls back.
+                    tracing::error!(tenant = %tenant, error = %e, "stored tenant policy is invalid; denying");
+                    Some((d.version, Arc::new(Policy::parse("").expect("the empty policy parses"))))
+                }
+            },
+        };
+        let mut tenants = self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        tenants.insert(tenant.clone(), TenantPolicy { fetched: std::time::Instant::now(), doc });
+        Ok(())
     }
 
     /// Re-reads the file if its modification time or length changed. Returns whether a new
@@ -176,7 +250,7 @@ impl<'a> TurnGuard<'a> {
 
     /// Checks that the principal may use the agent; audited as record 0.
     pub async fn authorize_agent(&self) -> Result<(), ClawError> {
-        let d = self.policy.current().may_use_agent(self.principal, self.agent);
+        let d = self.policy.current_for(&self.principal.tenant).may_use_agent(self.principal, self.agent);
         self.audit(0, KIND_AGENT_ACCESS, "", &d, "").await;
         if d.allowed {
             Ok(())
@@ -189,7 +263,7 @@ impl<'a> TurnGuard<'a> {
     /// Counts the turn against `[budgets] requests_per_minute_per_user`; audited when denied.
     /// Only a request's first delivery counts, so redeliveries are not punished.
     pub async fn check_rate(&self, store: &dyn SessionStore, first_delivery: bool) -> Result<(), ClawError> {
-        let Some(limit) = self.policy.current().requests_per_minute() else { return Ok(()) };
+        let Some(limit) = self.policy.current_for(&self.principal.tenant).requests_per_minute() else { return Ok(()) };
         if !first_delivery {
             return Ok(());
         }
@@ -210,7 +284,7 @@ impl<'a> TurnGuard<'a> {
     /// Checks the principal's and the tenant's daily token budgets before any LLM call.
     /// Usage counts what the providers reported for committed turns (UTC days).
     pub async fn check_budget(&self, store: &dyn SessionStore) -> Result<(), ClawError> {
-        let policy = self.policy.current();
+        let policy = self.policy.current_for(&self.principal.tenant);
         let (user_budget, tenant_budget) = (policy.daily_token_budget(self.principal), policy.daily_tenant_budget());
         if user_budget.is_none() && tenant_budget.is_none() {
             return Ok(());
@@ -240,7 +314,7 @@ impl<'a> TurnGuard<'a> {
     /// Checks that the principal may read secret `name` on this agent, and audits it
     /// (the record names the secret in its `tool` field; never the value).
     pub async fn check_secret(&self, name: &str) -> Decision {
-        let d = self.policy.current().may_use_secret(self.principal, self.agent, name);
+        let d = self.policy.current_for(&self.principal.tenant).may_use_secret(self.principal, self.agent, name);
         if !d.allowed {
             tracing::warn!(user = %self.principal.user, agent = %self.agent.id, secret = %name, reason = %d.reason,
                 "secret access denied");
@@ -256,12 +330,12 @@ impl<'a> TurnGuard<'a> {
 
     /// Whether a tool may be offered to the model (not audited: nothing was called).
     pub fn may_offer(&self, tool: &str) -> bool {
-        self.policy.current().may_call_tool(self.principal, self.agent, tool).allowed
+        self.policy.current_for(&self.principal.tenant).may_call_tool(self.principal, self.agent, tool).allowed
     }
 
     /// Checks one tool call against the policy in force now, and audits it.
     pub async fn check_tool_call(&self, tool: &str, arguments: &str) -> Decision {
-        let d = self.policy.current().may_call_tool(self.principal, self.agent, tool);
+        let d = self.policy.current_for(&self.principal.tenant).may_call_tool(self.principal, self.agent, tool);
         if !d.allowed {
             tracing::warn!(user = %self.principal.user, agent = %self.agent.id, tool = %tool, reason = %d.reason,
                 "tool call denied");

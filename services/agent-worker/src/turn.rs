@@ -181,6 +181,11 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
         );
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
+    // The tenant's own policy (Admin API), if any, replaces the deployment's.
+    if let Err(e) = ctx.policy.refresh_tenant(ctx.store.as_ref(), &turn.principal.tenant).await {
+        tracing::warn!(error = %e, "store unavailable");
+        return Disposition::Nak(Duration::from_secs(1));
+    }
     // Policy: may this principal use this agent? Audited; denied means no LLM call.
     let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, &agent_cfg, &turn.raw);
     if let Err(err) = guard.authorize_agent().await {

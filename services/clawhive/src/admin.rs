@@ -1,5 +1,5 @@
-//! `clawhive admin`: users and API tokens over the gateway's gRPC `Admin`
-//! service (needs an admin token, e.g. the one `clawhive up` prints).
+//! `clawhive admin`: users, API tokens, pairing codes (here) and secrets, audit and
+//! policy ([`crate::admin_ops`]) over the gateway's gRPC `Admin` service (needs an admin token, e.g. the one `clawhive up` prints).
 
 use clawhive_proto::v1 as pb;
 use clawhive_proto::v1::admin_client::AdminClient;
@@ -35,6 +35,18 @@ pub enum AdminCommand {
     Pairing {
         #[command(subcommand)]
         command: PairingCommand,
+    },
+    /// Named secrets for tools (values are read from stdin and never shown).
+    Secret {
+        #[command(subcommand)]
+        command: crate::admin_ops::SecretCommand,
+    },
+    /// The audit trail: authorization decisions and tool calls.
+    Audit(crate::admin_ops::AuditArgs),
+    /// Your tenant's own policy document.
+    Policy {
+        #[command(subcommand)]
+        command: crate::admin_ops::PolicyCommand,
     },
 }
 
@@ -130,6 +142,9 @@ async fn call(
     command: AdminCommand,
 ) -> Result<(), tonic::Status> {
     match command {
+        AdminCommand::Secret { command } => crate::admin_ops::secret(&mut c, auth, command).await?,
+        AdminCommand::Audit(args) => crate::admin_ops::audit(&mut c, auth, args).await?,
+        AdminCommand::Policy { command } => crate::admin_ops::policy(&mut c, auth, command).await?,
         AdminCommand::User { command: UserCommand::Create { user, roles, groups, display_name } } => {
             let req = pb::CreateUserRequest { user_id: user, roles, groups, display_name, ..Default::default() };
             let u = c.create_user(authed(req, auth)).await?.into_inner().user.unwrap_or_default();

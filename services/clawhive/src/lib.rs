@@ -8,6 +8,7 @@
 //!   their own `nats-server` and `redis-server` ([`local_servers`]) unless `--external`.
 
 pub mod admin;
+pub mod admin_ops;
 pub mod chat;
 pub mod local_servers;
 pub mod schedule;

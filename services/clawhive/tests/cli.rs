@@ -345,3 +345,67 @@ async fn admin_issues_and_revokes_tokens_on_up_embedded() {
     stop_up(up, &log);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `clawhive admin` with `input` on standard input; the output whatever the exit.
+async fn admin_with_input(up: &Up, args: &[&str], input: &str) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut c = tokio::process::Command::new(BIN);
+    c.arg("admin").args(args).args(["--addr", &format!("http://{}", up.grpc), "--token", &up.token]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CLAWHIVE_") {
+            c.env_remove(k);
+        }
+    }
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("admin timed out").unwrap()
+}
+
+/// `clawhive admin secret|policy|audit` against `clawhive up` (embedded): secret values
+/// go in on stdin and never come out; a bad policy is refused with its reason; the
+/// audit trail shows the admin's own turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_manages_secrets_and_policy_and_reads_the_audit_trail_on_up_embedded() {
+    let llm = clawhive_tests::fake_llm::FakeLlm::start().await;
+    let data = temp_dir("admin-ops");
+    let log = data.join("up.log");
+    let up = start_up(&data, &llm.openai_base_url(), &log, "embedded", None);
+
+    admin(&up, &["user", "create", "bob"]).await;
+    let out = admin_with_input(&up, &["secret", "put", "linkedin-token", "--user", "bob"], "li-bob-value\n").await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stored secret linkedin-token for user bob"));
+    let out = admin_with_input(&up, &["secret", "put", "team-key"], "").await;
+    assert!(!out.status.success(), "an empty value is refused");
+    let out = admin(&up, &["secret", "list"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("linkedin-token\tbob") && !listed.contains("li-bob-value"), "{listed}");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("li-bob-value"), "secret value in the log");
+
+    let out = admin(&up, &["policy", "get"]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no policy of its own"));
+    let bad = data.join("bad-policy.toml");
+    std::fs::write(&bad, "[[grants]]\nnot_a_field = 1\n").unwrap();
+    let out = admin_with_input(&up, &["policy", "set", bad.to_str().unwrap()], "").await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy rejected"), "{}", String::from_utf8_lossy(&out.stderr));
+    let good = data.join("policy.toml");
+    std::fs::write(&good, "[[grants]]\nagents = [\"*\"]\n").unwrap();
+    let out = admin(&up, &["policy", "set", good.to_str().unwrap()]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policy version 1 stored"));
+    let out = admin(&up, &["policy", "get"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("agents = [\"*\"]"));
+
+    let out = chat(&up, "audit-me", "hello audit").await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = admin(&up, &["audit", "--user", "admin", "--since-minutes", "10"]).await;
+    let trail = String::from_utf8_lossy(&out.stdout);
+    assert!(trail.contains("\tadmin\tdefault\tagent_access\t\tallow\t"), "{trail}");
+    admin(&up, &["policy", "clear"]).await;
+
+    stop_up(up, &log);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -223,4 +223,24 @@ impl Admin for AdminService {
         let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
         Ok(Response::new(crate::admin_pairing::approve(&self.gw, &tenant, req.into_inner()).await?))
     }
+
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::GetPolicyResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        Ok(Response::new(crate::admin_vault::get_policy(&self.gw, &tenant).await?))
+    }
+
+    async fn put_policy(&self, req: Request<pb::PutPolicyRequest>) -> Result<Response<pb::PutPolicyResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        let version = crate::admin_vault::put_policy(&self.gw, &tenant, &req.get_ref().policy_toml).await?;
+        Ok(Response::new(pb::PutPolicyResponse { version }))
+    }
+
+    async fn delete_policy(
+        &self,
+        req: Request<pb::DeletePolicyRequest>,
+    ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
+        let tenant = self.tenant(&req, &req.get_ref().tenant_id).await?;
+        crate::admin_vault::delete_policy(&self.gw, &tenant).await?;
+        Ok(Response::new(pb::DeletePolicyResponse {}))
+    }
 }

@@ -20,9 +20,7 @@ fn pairing_pb(p: Pairing) -> pb::Pairing {
 }
 
 fn store(gw: &Gateway) -> Result<&dyn PairingStore, Status> {
-    gw.identity
-        .pairings()
-        .ok_or_else(|| status_of(&ClawError::unavailable("this store keeps no pairing codes")))
+    gw.identity.pairings().ok_or_else(|| status_of(&ClawError::unavailable("this store keeps no pairing codes")))
 }
 
 pub async fn list(gw: &Gateway, tenant: &TenantId) -> Result<pb::ListPairingsResponse, Status> {

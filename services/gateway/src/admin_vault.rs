@@ -1,4 +1,4 @@
-//! The Admin API's secrets and audit calls (served by [`crate::admin::AdminService`]).
+//! The Admin API's secrets, audit and policy calls (served by [`crate::admin::AdminService`]).
 //!
 //! Secrets: values go in encrypted and never come back out; listing shows names
 //! and scopes. Audit: reads the tenant's `CLAWHIVE_AUDIT` subject from a start
@@ -133,4 +133,30 @@ pub async fn query_audit(
         }
     }
     Ok(pb::QueryAuditResponse { records })
+}
+
+pub async fn get_policy(gw: &Gateway, tenant: &TenantId) -> Result<pb::GetPolicyResponse, Status> {
+    Ok(match gw.store.policy_doc(tenant).await.map_err(store)? {
+        Some(d) => pb::GetPolicyResponse { policy_toml: d.text, version: d.version, updated_unix_ms: d.updated_unix_ms },
+        None => pb::GetPolicyResponse::default(),
+    })
+}
+
+/// Validates the document as the workers will parse it, then stores it.
+pub async fn put_policy(gw: &Gateway, tenant: &TenantId, text: &str) -> Result<u64, Status> {
+    if let Err(e) = clawhive_core::policy::Policy::parse(text) {
+        let one_line = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        return Err(status_of(&ClawError::invalid(format!("policy rejected: {one_line}"))));
+    }
+    let version = gw.store.put_policy_doc(tenant, text).await.map_err(store)?;
+    tracing::info!(tenant = %tenant, version, "Admin API: tenant policy replaced.");
+    Ok(version)
+}
+
+pub async fn delete_policy(gw: &Gateway, tenant: &TenantId) -> Result<(), Status> {
+    if !gw.store.delete_policy_doc(tenant).await.map_err(store)? {
+        return Err(status_of(&ClawError::not_found("the tenant has no policy of its own")));
+    }
+    tracing::info!(tenant = %tenant, "Admin API: tenant policy removed; the deployment's applies.");
+    Ok(())
 }

@@ -104,3 +104,43 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Schedul
     start(&cfg, deps, shutdown).await?.wait().await;
     Ok(())
 }
+
+/// [`run`] for a pod: keeps retrying NATS and Redis while unready (instead of
+/// exiting), then reports `nats` and `redis` on the admin server's `readiness`.
+pub async fn run_observed(
+    cfg: Config,
+    shutdown: CancellationToken,
+    readiness: clawhive_telemetry::Readiness,
+) -> Result<(), SchedulerError> {
+    use clawhive_telemetry::connect_with_retry;
+    let Some(bus) = connect_with_retry("nats", &shutdown, || async {
+        let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await?;
+        bus.ensure_topology().await?;
+        Ok::<_, clawhive_bus::BusError>(bus)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let bus = Arc::new(bus);
+    let b = bus.clone();
+    readiness.set_check("nats", move || {
+        let b = b.clone();
+        async move { b.health().await }
+    });
+    let Some(store) =
+        connect_with_retry("redis", &shutdown, || clawhive_store::RedisStore::connect(&cfg.store)).await
+    else {
+        return Ok(());
+    };
+    let store = Arc::new(store);
+    let s = store.clone();
+    readiness.set_check("redis", move || {
+        let s = s.clone();
+        async move { clawhive_store::SessionStore::health(&*s).await }
+    });
+    let deps =
+        Deps { bus, store: store.clone(), identity: store.clone(), sessions: store, clock: Arc::new(SystemClock) };
+    start(&cfg, deps, shutdown).await?.wait().await;
+    Ok(())
+}

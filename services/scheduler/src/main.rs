@@ -34,7 +34,20 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing(&cfg.telemetry, "clawhive-scheduler");
-    match clawhive_scheduler::run(cfg, shutdown::on_signal()).await {
+    let shutdown = shutdown::on_signal();
+    let admin =
+        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-scheduler", &["nats", "redis"], &shutdown).await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("clawhive-scheduler: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let result = clawhive_scheduler::run_observed(cfg, shutdown, admin.readiness()).await;
+    admin.stop().await;
+    clawhive_telemetry::flush_traces();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "The scheduler failed.");

@@ -35,4 +35,4 @@ pub mod stream;
 pub mod web;
 
 pub use bridge::{Bridge, Deps, SlackSecrets};
-pub use server::{BridgeError, BridgeHandle, Readiness, run, start};
+pub use server::{BridgeError, BridgeHandle, Readiness, run, run_observed, start};

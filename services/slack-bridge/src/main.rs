@@ -31,9 +31,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    clawhive_telemetry::init_tracing(&cfg.telemetry, "slack-bridge");
+    clawhive_telemetry::init_tracing(&cfg.telemetry, "clawhive-slack-bridge");
     let shutdown = clawhive_telemetry::shutdown::on_signal();
-    match clawhive_slack_bridge::run(cfg, shutdown).await {
+    let checks = ["nats", "redis", "slack"];
+    let admin =
+        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-slack-bridge", &checks, &shutdown).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("clawhive-slack-bridge: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    let result = clawhive_slack_bridge::run_observed(cfg, shutdown, admin.readiness()).await;
+    admin.stop().await;
+    clawhive_telemetry::flush_traces();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clawhive-slack-bridge: {e}");

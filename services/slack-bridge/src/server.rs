@@ -175,3 +175,48 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), BridgeE
     handle.wait().await;
     Ok(())
 }
+
+/// [`run`] for a pod: keeps retrying NATS and Redis while unready (instead of
+/// exiting), then reports `nats`, `redis` and `slack` (a socket open or the
+/// Events API served) on the admin server's `readiness`.
+pub async fn run_observed(
+    cfg: Config,
+    shutdown: CancellationToken,
+    readiness: clawhive_telemetry::Readiness,
+) -> Result<(), BridgeError> {
+    use clawhive_telemetry::connect_with_retry;
+    let Some(bus) = connect_with_retry("nats", &shutdown, || async {
+        let bus = NatsBus::connect(&cfg.bus).await?;
+        bus.ensure_topology().await?;
+        Ok::<_, BusError>(bus)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let bus = Arc::new(bus);
+    let b = bus.clone();
+    readiness.set_check("nats", move || {
+        let b = b.clone();
+        async move { b.health().await }
+    });
+    let Some(store) = connect_with_retry("redis", &shutdown, || RedisStore::connect(&cfg.store)).await else {
+        return Ok(());
+    };
+    let store = Arc::new(store);
+    let s = store.clone();
+    readiness.set_check("redis", move || {
+        let s = s.clone();
+        async move { clawhive_store::SessionStore::health(&*s).await }
+    });
+    let deps =
+        Deps { bus, sessions: store.clone(), identity: store.clone(), pairings: store.clone(), markers: store };
+    let handle = start(&cfg, deps, SlackSecrets::from_env(&cfg.slack), shutdown).await?;
+    let slack = handle.readiness();
+    readiness.set_check("slack", move || {
+        let slack = slack.clone();
+        async move { if slack.is_ready() { Ok(()) } else { Err("no Socket Mode connection open") } }
+    });
+    handle.wait().await;
+    Ok(())
+}

@@ -17,6 +17,7 @@ struct Env {
     nats_url: String,
     redis_url: String,
     llm_base_url: String,
+    slack_base_url: String,
 }
 
 impl Env {
@@ -35,6 +36,9 @@ impl Env {
                     "CLAWHIVE_ENVELOPE_KEY" => ENVELOPE_KEY.to_string(),
                     "CLAWHIVE_BOOTSTRAP_ADMIN_TOKEN" => BOOT_TOKEN.to_string(),
                     "OPENROUTER_API_KEY" => "test-openrouter-key".to_string(),
+                    "SLACK_APP_TOKEN" => clawhive_tests::fake_slack::APP_TOKEN.to_string(),
+                    "SLACK_BOT_TOKEN" => clawhive_tests::fake_slack::BOT_TOKEN.to_string(),
+                    "SLACK_SIGNING_SECRET" => "test-signing-secret".to_string(),
                     _ => String::new(), // an empty Secret value counts as unset
                 };
                 (e.name.as_str(), value)
@@ -48,6 +52,8 @@ impl Env {
             ("CLAWHIVE_GATEWAY__HTTP_ADDR", format!("127.0.0.1:{}", free_port().unwrap())),
             ("CLAWHIVE_GATEWAY__GRPC_ADDR", format!("127.0.0.1:{}", free_port().unwrap())),
             ("CLAWHIVE_LLM__PROVIDERS__OPENROUTER__BASE_URL", self.llm_base_url.clone()),
+            ("CLAWHIVE_SLACK__API_BASE_URL", self.slack_base_url.clone()),
+            ("CLAWHIVE_SLACK__HTTP_ADDR", format!("127.0.0.1:{}", free_port().unwrap())),
             // Short leases so a handed-back turn is picked up quickly by another worker.
             ("CLAWHIVE_WORKER__LEASE_TTL_MS", "3000".to_string()),
         ]);
@@ -124,6 +130,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     let mut nats = NatsServer::start().expect("nats-server");
     let redis = RedisServer::start().expect("redis-server");
     let llm = FakeLlm::start().await;
+    let slack = clawhive_tests::fake_slack::FakeSlack::start().await;
     let scratch = ScratchDir::create("deploy").unwrap();
     // The base ConfigMap's file, as the pod mounts it.
     let config_path = scratch.path().join("clawhive.toml");
@@ -133,13 +140,16 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
         nats_url: nats.url(),
         redis_url: redis.url(),
         llm_base_url: llm.openai_base_url(),
+        slack_base_url: slack.api_base_url(),
     };
 
-    // 1. NATS is down: both pods are live but not ready, and say why.
+    // 1. NATS is down: every pod is live but not ready, and says why.
     nats.stop();
     let gateway = env.start("clawhive-gateway", &[]);
     let worker_a = env.start("clawhive-agent-worker", &[]);
-    for pod in [&gateway, &worker_a] {
+    let bridge = env.start("clawhive-slack-bridge", &[]);
+    let scheduler = env.start("clawhive-scheduler", &[]);
+    for pod in [&gateway, &worker_a, &bridge, &scheduler] {
         let (status, body) = readyz_until(pod, Duration::from_secs(30), |s, _| s != 0).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["status"], "unavailable", "{body}");
@@ -151,9 +161,16 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
 
     // 2. NATS comes up: ready, by the JSON probe contract.
     nats.restart().expect("nats restarts");
-    for pod in [&gateway, &worker_a] {
+    for pod in [&gateway, &worker_a, &scheduler] {
         let (_, body) = readyz_until(pod, Duration::from_secs(40), |s, _| s == 200).await;
         assert_eq!(body, json!({"status": "ok", "checks": {"nats": "ok", "redis": "ok"}}));
+    }
+    // The bridge is ready once it also holds a Slack connection (or serves the Events API).
+    let (_, body) = readyz_until(&bridge, Duration::from_secs(40), |s, _| s == 200).await;
+    assert_eq!(body, json!({"status": "ok", "checks": {"nats": "ok", "redis": "ok", "slack": "ok"}}));
+    for (pod, service) in [(&bridge, "clawhive-slack-bridge"), (&scheduler, "clawhive-scheduler")] {
+        let (_, _, metrics) = get(&pod.admin, "/metrics").await.unwrap();
+        assert!(metrics.contains(&format!("clawhive_build_info{{service=\"{service}\"")), "{metrics}");
     }
     let (status, _, metrics) = get(&gateway.admin, "/metrics").await.unwrap();
     assert_eq!(status, 200);
@@ -205,10 +222,12 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     assert!(metrics.contains("clawhive_turn_duration_seconds_count{outcome=\"ack\"} 1"), "{metrics}");
     assert!(metrics.contains("clawhive_llm_tokens_total{model=\"openrouter/arcee-ai/trinity-mini:free\""), "{metrics}");
 
-    // 5. The gateway, with nothing in flight, stops at once and cleanly.
-    let mut gateway = gateway;
-    gateway.proc.terminate();
-    let exit = tokio::task::spawn_blocking(move || gateway.proc.wait_exit(Duration::from_secs(15))).await.unwrap();
-    assert!(exit.is_some_and(|s| s.success()), "the gateway exits cleanly on SIGTERM: {exit:?}");
+    // 5. The others, with nothing in flight, stop at once and cleanly.
+    for mut pod in [gateway, bridge, scheduler] {
+        pod.proc.terminate();
+        let (exit, pod) =
+            tokio::task::spawn_blocking(move || (pod.proc.wait_exit(Duration::from_secs(25)), pod)).await.unwrap();
+        assert!(exit.is_some_and(|s| s.success()), "clean exit on SIGTERM: {exit:?}; log:\n{}", pod.proc.log());
+    }
     drop(worker_c);
 }

@@ -230,6 +230,24 @@ impl SessionStore for EmbeddedStore {
         self.run("count turn", move |inner| ops::count_turn(inner, &tenant, &user, minute)).await
     }
 
+    async fn policy_doc(&self, tenant: &TenantId) -> Result<Option<crate::port::PolicyDoc>, StoreError> {
+        let tenant = tenant.clone();
+        self.run("read policy", move |inner| ops::policy_doc(inner, &tenant)).await
+    }
+
+    async fn put_policy_doc(&self, tenant: &TenantId, text: &str) -> Result<u64, StoreError> {
+        if text.len() > crate::port::MAX_POLICY_BYTES {
+            return Err(StoreError::Invalid(format!("a policy is at most {} bytes", crate::port::MAX_POLICY_BYTES)));
+        }
+        let (tenant, text) = (tenant.clone(), text.to_string());
+        self.run("write policy", move |inner| ops::put_policy_doc(inner, &tenant, &text)).await
+    }
+
+    async fn delete_policy_doc(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let tenant = tenant.clone();
+        self.run("delete policy", move |inner| ops::delete_policy_doc(inner, &tenant)).await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         self.run("health check", ops::health).await
     }

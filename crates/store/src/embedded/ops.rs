@@ -4,7 +4,7 @@
 //! check and the write it guards atomic (as the Lua scripts do in Redis).
 
 use super::Inner;
-use super::tables::{
+use super::tables::{POLICIES, POLICY_VERSIONS, 
     Expiry, FENCE, HISTORY, META, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt, decode, encode,
 };
 use crate::port::{CommitOutcome, DailyUsage, Lease, StoreError, StoredReply};
@@ -34,6 +34,8 @@ pub(super) fn init(inner: &Inner) -> Result<(), StoreError> {
     txn.open_table(HISTORY).map_err(inner.fail("create table history"))?;
     txn.open_table(USER_SESSIONS).map_err(inner.fail("create table user_sessions"))?;
     txn.open_table(FENCE).map_err(inner.fail("create table fence"))?;
+    txn.open_table(POLICIES).map_err(inner.fail("create table policies"))?;
+    txn.open_table(POLICY_VERSIONS).map_err(inner.fail("create table policy_versions"))?;
     {
         // Rate counters only matter for the current minute.
         let mut rate = txn.open_table(RATE).map_err(inner.fail("create table rate"))?;
@@ -369,4 +371,39 @@ pub(super) fn count_turn(inner: &Inner, tenant: &TenantId, user: &UserId, minute
     };
     txn.commit().map_err(inner.fail("commit count turn"))?;
     Ok(count)
+}
+
+pub(super) fn policy_doc(inner: &Inner, tenant: &TenantId) -> Result<Option<crate::port::PolicyDoc>, StoreError> {
+    let txn = inner.db.begin_read().map_err(inner.fail("begin read policy"))?;
+    let table = txn.open_table(POLICIES).map_err(inner.fail("open policies"))?;
+    match table.get(tenant.as_str()).map_err(inner.fail("read policy"))? {
+        Some(g) => Ok(Some(decode("policies", tenant.as_str(), g.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn put_policy_doc(inner: &Inner, tenant: &TenantId, text: &str) -> Result<u64, StoreError> {
+    let txn = inner.db.begin_write().map_err(inner.fail("begin write policy"))?;
+    let version = {
+        let mut versions = txn.open_table(POLICY_VERSIONS).map_err(inner.fail("open policy_versions"))?;
+        let version = versions.get(tenant.as_str()).map_err(inner.fail("read policy version"))?.map(|g| g.value()).unwrap_or(0) + 1;
+        versions.insert(tenant.as_str(), version).map_err(inner.fail("write policy version"))?;
+        let doc = crate::port::PolicyDoc { text: text.to_string(), version, updated_unix_ms: now_unix_ms() };
+        let json = encode("policies", tenant.as_str(), &doc)?;
+        let mut table = txn.open_table(POLICIES).map_err(inner.fail("open policies"))?;
+        table.insert(tenant.as_str(), json.as_str()).map_err(inner.fail("write policy"))?;
+        version
+    };
+    txn.commit().map_err(inner.fail("commit write policy"))?;
+    Ok(version)
+}
+
+pub(super) fn delete_policy_doc(inner: &Inner, tenant: &TenantId) -> Result<bool, StoreError> {
+    let txn = inner.db.begin_write().map_err(inner.fail("begin delete policy"))?;
+    let existed = {
+        let mut table = txn.open_table(POLICIES).map_err(inner.fail("open policies"))?;
+        table.remove(tenant.as_str()).map_err(inner.fail("delete policy"))?.is_some()
+    };
+    txn.commit().map_err(inner.fail("commit delete policy"))?;
+    Ok(existed)
 }

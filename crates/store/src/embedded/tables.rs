@@ -7,6 +7,8 @@
 //! user_sessions (tenant, user, session)        -> updated_unix_ms
 //! fence         (tenant, session)              -> the last fencing token granted
 //! usage         (tenant, user, day)            -> tokens used on day (YYYY-MM-DD UTC); user "" = tenant
+//! policies      tenant                         -> JSON PolicyDoc (the tenant's own policy)
+//! policy_versions tenant                       -> the last policy version given out
 //! rate          (tenant, user, minute)         -> turns started in that Unix minute
 //! ```
 //!
@@ -21,6 +23,9 @@ pub(super) const HISTORY: TableDefinition<(&str, &str, u64), &str> = TableDefini
 pub(super) const TURNS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("turns");
 pub(super) const USER_SESSIONS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("user_sessions");
 pub(super) const FENCE: TableDefinition<(&str, &str), u64> = TableDefinition::new("fence");
+/// tenant -> JSON PolicyDoc; ("", tenant) keeps the last version given out.
+pub(super) const POLICIES: TableDefinition<&str, &str> = TableDefinition::new("policies");
+pub(super) const POLICY_VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("policy_versions");
 pub(super) const RATE: TableDefinition<(&str, &str, i64), u64> = TableDefinition::new("rate");
 pub(super) const USAGE: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("usage");
 

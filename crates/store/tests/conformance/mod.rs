@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             health_is_ok,
             usage_adds_up_per_user_and_day,
             turns_are_counted_per_user_and_minute,
+            policy_documents_are_per_tenant_and_versioned,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -444,4 +445,23 @@ pub async fn turns_are_counted_per_user_and_minute(store: Arc<dyn SessionStore>)
     // A new minute starts from one.
     assert_eq!(store.count_turn(&tenant, &alice, minute + 1).await.unwrap(), 1);
     assert_eq!(store.count_turn(&tenant, &alice, minute + 1).await.unwrap(), 2);
+}
+
+pub async fn policy_documents_are_per_tenant_and_versioned(store: Arc<dyn SessionStore>) {
+    let (acme, globex) = (TenantId::new("acme").unwrap(), TenantId::new("globex").unwrap());
+    assert_eq!(store.policy_doc(&acme).await.unwrap(), None);
+    assert_eq!(store.put_policy_doc(&acme, "[[grants]]\nagents = [\"*\"]\n").await.unwrap(), 1);
+    let doc = store.policy_doc(&acme).await.unwrap().expect("stored");
+    assert_eq!((doc.text.as_str(), doc.version), ("[[grants]]\nagents = [\"*\"]\n", 1));
+    assert!(doc.updated_unix_ms > 0);
+    assert_eq!(store.policy_doc(&globex).await.unwrap(), None, "tenants are apart");
+    assert_eq!(store.put_policy_doc(&acme, "# v2").await.unwrap(), 2);
+    assert_eq!(store.policy_doc(&acme).await.unwrap().unwrap().text, "# v2");
+    assert!(store.delete_policy_doc(&acme).await.unwrap());
+    assert!(!store.delete_policy_doc(&acme).await.unwrap());
+    assert_eq!(store.policy_doc(&acme).await.unwrap(), None);
+    // Versions are never reused, also across a delete.
+    assert_eq!(store.put_policy_doc(&acme, "# v3").await.unwrap(), 3);
+    let huge = "#".repeat(clawhive_store::port::MAX_POLICY_BYTES + 1);
+    assert!(matches!(store.put_policy_doc(&acme, &huge).await, Err(clawhive_store::StoreError::Invalid(_))));
 }
