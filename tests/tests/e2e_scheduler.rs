@@ -880,3 +880,88 @@ async fn repeated_failures_pause_the_job_and_tell_the_owner() {
     sched.wait().await;
     let _ = &sys.llm;
 }
+
+/// Single-process mode (`clawhive up`): the in-process bus and the embedded
+/// store (redb) run the same scheduler; a job created over HTTP fires and the
+/// worker's answer lands in the job's session; its outcome is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_process_mode_fires_jobs_from_the_embedded_store() {
+    clawhive_telemetry::install_crypto_provider();
+    let llm = FakeLlm::start().await;
+    let dir = std::env::temp_dir().join(format!("clawhive-sched-embedded-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("envelope.key");
+    std::fs::write(&key_file, ENVELOPE_KEY).unwrap();
+    let toml = config_toml("nats://unused:1", "redis://unused:1", &llm, &key_file, 3);
+    let cfg = Config::from_sources(Some(&toml), Vec::new()).unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus));
+    bus.ensure_topology().await.unwrap();
+    let store = Arc::new(clawhive_store::EmbeddedStore::open(&dir.join("sessions.redb")).unwrap());
+    let (acme, alice) = (TenantId::new("acme").unwrap(), UserId::new(ALICE).unwrap());
+    store.create_user(&acme, &alice, &[], &[], "").await.unwrap();
+    let token = store.issue_token(&acme, &alice, None, "e2e").await.unwrap().token;
+    let shutdown = CancellationToken::new();
+    let jobs = Jobs::new(store.clone(), store.clone(), Arc::new(cfg.clone()));
+    let llm_router = clawhive_llm::LlmRouter::from_config(&cfg.llm, &|_| None).unwrap();
+    clawhive_agent_worker::start_with(
+        &cfg,
+        clawhive_agent_worker::Deps { bus: bus.clone(), store: store.clone(), llm: llm_router, secrets: None },
+        clawhive_agent_worker::Extras { jobs: Some(jobs) },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let gateway = clawhive_gateway::start_with(
+        &cfg,
+        clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity: store.clone(), secrets: None },
+        clawhive_gateway::Extras { schedules: Some(store.clone()) },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let deps = clawhive_scheduler::Deps {
+        bus: bus.clone(),
+        store: store.clone(),
+        identity: store.clone(),
+        sessions: store.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let sched = clawhive_scheduler::start(&cfg, deps, shutdown.clone()).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", gateway.http_addr);
+    let r = http
+        .post(format!("{base}/v1/schedules"))
+        .bearer_auth(&token)
+        .json(&json!({"schedule": {"kind": "every", "interval_secs": 1}, "prompt": "hello from redb"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job: Value = r.json().await.unwrap();
+    let session = job["session_id"].as_str().unwrap().to_string();
+    let job_id = job["job_id"].as_str().unwrap().to_string();
+    wait_for("a fired turn in the job's session", Duration::from_secs(20), || async {
+        let r = http.get(format!("{base}/v1/sessions/{session}")).bearer_auth(&token).send().await.unwrap();
+        let v: Value = r.json().await.ok()?;
+        v.to_string().contains("echo[1]: hello from redb").then_some(())
+    })
+    .await;
+    wait_for("a succeeded outcome", Duration::from_secs(10), || async {
+        let v: Value = http
+            .get(format!("{base}/v1/schedules/{job_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .ok()?;
+        (v["last_run"]["outcome"] == "succeeded").then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    sched.wait().await;
+    let _ = gateway.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use clawhive_bus::Bus;
 use clawhive_core::config::Config;
 use clawhive_core::{TenantId, UserId};
 use clawhive_slack_bridge::{BridgeHandle, Deps, SlackSecrets};
@@ -194,7 +195,8 @@ async fn the_same_event_delivered_three_times_gets_one_reply() {
     env.slack.wait_posted(WAIT, |p| !finals(p, "D7", "echo[1]: only once").is_empty()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let posted = env.slack.posted_in("D7");
-    assert_eq!(finals(&posted, "D7", "only once").len(), 1, "{posted:#?}");
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    assert!(posted[0].text.contains("echo[1]: only once"), "{posted:#?}");
     assert_eq!(common::count_stored_replies(&env.cluster.bus, "slack:T1:EvDup1").await, 1);
     assert_eq!(env.cluster.llm.request_count(), 1, "one turn ran");
 }
@@ -408,4 +410,37 @@ async fn the_events_api_checks_signatures_and_timestamps() {
     let req = clawhive_bus::envelope::decode_request(&published.payload).unwrap();
     assert_eq!(req.request_id, "slack:T1:EvHttp1");
     env.slack.wait_posted(WAIT, |p| !finals(p, "D6", "echo[1]: over http").is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_reply_is_posted_once_then_edited_into_the_final() {
+    let env = env().await;
+    // The LLM waits 2 s; meanwhile deltas for the request arrive (as a streaming worker sends them).
+    env.slack.send_event(
+        env.socket(),
+        "env-st-1",
+        &fake_slack::dm("T1", "EvSt1", "U1", "D8", "90.1", "#slow:2000 stream"),
+    );
+    env.slack.wait_ack("env-st-1", WAIT).await;
+    let subject = clawhive_bus::Subjects::new("clawhive").slack_delta("T1");
+    for (seq, text) in ["partial ", "answer"].iter().enumerate() {
+        let delta = clawhive_proto::v1::ReplyDelta {
+            request_id: "slack:T1:EvSt1".into(),
+            call_id: String::new(),
+            seq: seq as u32,
+            text: text.to_string(),
+        };
+        env.cluster
+            .bus
+            .publish_ephemeral(&subject, Vec::new(), prost::Message::encode_to_vec(&delta).into())
+            .await
+            .unwrap();
+    }
+    let posted =
+        env.slack.wait_posted(WAIT, |p| p.iter().any(|m| m.channel == "D8" && m.text.contains("partial answer"))).await;
+    assert!(posted.iter().find(|m| m.channel == "D8").unwrap().text.ends_with('…'), "{posted:#?}");
+    let posted = env.slack.wait_posted(WAIT, |p| !finals(p, "D8", "echo[1]: #slow:2000 stream").is_empty()).await;
+    let in_d8: Vec<_> = posted.iter().filter(|m| m.channel == "D8").collect();
+    assert_eq!(in_d8.len(), 1, "one message, edited into the final: {in_d8:#?}");
+    assert!(in_d8[0].edits >= 1);
 }

@@ -461,7 +461,7 @@ impl Config {
             ));
         }
         let otlp = &self.telemetry.otlp_endpoint;
-        if !otlp.is_empty() && !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
+        if !(otlp.is_empty() || otlp.starts_with("http://") || otlp.starts_with("https://")) {
             return bad(format!("telemetry.otlp_endpoint {otlp:?} must start with http:// or https://"));
         }
         if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {

@@ -400,6 +400,7 @@ pub struct Job {
     /// Why the job was paused by the system (cost guard), if it was.
     #[serde(default)]
     pub paused_reason: String,
+    /// When the job was created, or its schedule last changed: intervals count from here.
     pub created_unix_ms: i64,
     pub updated_unix_ms: i64,
     /// The next slot; `None` when the job will not fire again (an `at` job that ran).

@@ -67,9 +67,7 @@ impl WorkerHandle {
     }
 }
 
-/// Joins the consumer group and runs turns until `shutdown`; then stops
-/// pulling, lets in-flight turns finish within `worker.drain_timeout_ms` and
-/// hands the rest back un-acked.
+/// [`start_with`] without the optional parts.
 pub async fn start(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> Result<WorkerHandle, WorkerError> {
     start_with(cfg, deps, Extras::default(), shutdown).await
 }
@@ -81,7 +79,9 @@ pub struct Extras {
     pub jobs: Option<clawhive_store::Jobs>,
 }
 
-/// [`start`] with the optional parts in `extras`.
+/// Joins the consumer group and runs turns until `shutdown`; then stops
+/// pulling, lets in-flight turns finish within `worker.drain_timeout_ms` and
+/// hands the rest back un-acked. `extras` adds the optional tools.
 pub async fn start_with(
     cfg: &Config,
     deps: Deps,
