@@ -315,6 +315,13 @@ async fn other_users_and_tenants_cannot_touch_a_session_over_http_and_revoked_to
     assert_eq!(r.status(), 200, "a tenant admin reads sessions of the tenant");
     let body = r.text().await.unwrap();
     assert!(body.contains("secret plans") && !body.contains("let me continue"), "{body}");
+    // Every decision on alice's session by someone else is in the audit trail.
+    let trail = query_audit(&cluster, ACME_ADMIN, pb::QueryAuditRequest::default()).await.unwrap();
+    let access: Vec<_> = trail.iter().filter(|r| r.kind == "session_access").collect();
+    let bob_denied = access.iter().filter(|r| r.user_id == "bob" && !r.allowed).count();
+    assert_eq!(bob_denied, 3, "read, reset and continue by bob: {access:?}");
+    assert!(access.iter().any(|r| r.user_id == "root" && r.allowed && r.session_id == "alice-private"), "{access:?}");
+    assert!(access.iter().all(|r| r.tenant_id == "acme"));
 
     // An issued token works until revoked, then 401 on both APIs.
     let mut admin = cluster.admin().await;

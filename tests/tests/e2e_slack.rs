@@ -444,3 +444,82 @@ async fn a_streamed_reply_is_posted_once_then_edited_into_the_final() {
     assert_eq!(in_d8.len(), 1, "one message, edited into the final: {in_d8:#?}");
     assert!(in_d8[0].edits >= 1);
 }
+
+/// `clawhive up` (in-process bus, embedded store) runs the bridge when a
+/// workspace is mapped and the bot token is set: pairing codes and markers
+/// live in the redb file, and the whole loop works without NATS or Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clawhive_up_runs_the_bridge_on_the_embedded_backend() {
+    use std::io::BufRead;
+    let llm = clawhive_tests::fake_llm::FakeLlm::start().await;
+    let slack = FakeSlack::start().await;
+    let data = std::env::temp_dir().join(format!("clawhive-e2e-slack-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let cli = tokio::task::spawn_blocking(|| binary("clawhive", "clawhive")).await.unwrap().expect("cli binary");
+    let log = data.with_extension("log");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut child = std::process::Command::new(&cli)
+        .args(["up", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "1"])
+        .env("CLAWHIVE_DATA_DIR", &data)
+        .env("CLAWHIVE_LLM__PROVIDERS__FAKE__KIND", "openai")
+        .env("CLAWHIVE_LLM__PROVIDERS__FAKE__BASE_URL", llm.openai_base_url())
+        .env("CLAWHIVE_LLM__PROVIDERS__FAKE__API_KEY_ENV", "\"\"")
+        .env("CLAWHIVE_MODEL", "fake/echo")
+        .env("CLAWHIVE_SLACK__API_BASE_URL", slack.api_base_url())
+        .env("CLAWHIVE_SLACK__SOCKET_CONNECTIONS", "1")
+        .env("CLAWHIVE_SLACK__TEAMS", r#"[{team_id = "T1", tenant = "local"}]"#)
+        .env("SLACK_APP_TOKEN", APP_TOKEN)
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let (grpc, token, status) = tokio::task::spawn_blocking(move || {
+        let (mut grpc, mut token, mut status) = (None, None, None);
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("grpc: ") {
+                grpc = Some(a.trim().to_string());
+            } else if let Some(t) = line.strip_prefix("export CLAWHIVE_TOKEN=") {
+                token = Some(t.trim().to_string());
+            } else if let Some(s) = line.strip_prefix("slack: ") {
+                status = Some(s.to_string());
+            }
+            if grpc.is_some() && token.is_some() && status.is_some() {
+                break;
+            }
+        }
+        (grpc, token, status)
+    })
+    .await
+    .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (grpc, token) = (grpc.unwrap_or_else(|| panic!("no ready block: {}", log_text())), token.unwrap());
+    assert!(status.as_deref().unwrap_or("").starts_with("on"), "{status:?}");
+    let s = slack.wait_sockets(1, WAIT).await[0];
+
+    slack.send_event(s, "env-up-1", &fake_slack::dm("T1", "EvUp1", "U1", "D1", "1.1", "hi"));
+    let posted = slack.wait_posted(WAIT, |p| p.iter().any(|m| m.text.contains("pairing code"))).await;
+    let code = posted[0].text.split('*').nth(1).unwrap().to_string();
+    let addr = format!("http://{grpc}");
+    let out = tokio::process::Command::new(&cli)
+        .args(["admin", "--addr", &addr, "--token", &token, "pairing", "approve", &code])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    slack.send_event(s, "env-up-2", &fake_slack::dm("T1", "EvUp2", "U1", "D1", "1.2", "hello up"));
+    slack.wait_posted(WAIT, |p| !finals(p, "D1", "echo[1]: hello up").is_empty()).await;
+    drop(_guard);
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&log);
+}

@@ -142,7 +142,11 @@ type Adapters = (
     Arc<dyn clawhive_store::IdentityStore>,
     Arc<dyn clawhive_store::SecretStore>,
     Arc<dyn clawhive_store::ScheduleStore>,
+    SlackStores,
 );
+
+/// What the Slack bridge needs beyond the sessions and identities.
+type SlackStores = (Arc<dyn clawhive_store::PairingStore>, Arc<dyn clawhive_store::MarkerStore>);
 
 async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<Adapters> {
     use anyhow::Context;
@@ -153,13 +157,15 @@ async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<
             let store = clawhive_store::EmbeddedStore::open_with_turn_ttl(&path, ttl)
                 .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
             let store = Arc::new(store);
-            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store.clone(), store.clone(), store)
+            let slack: SlackStores = (store.clone(), store.clone());
+            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store.clone(), store.clone(), store, slack)
         }
         Backend::Servers | Backend::External => {
             let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?;
             let store = clawhive_store::RedisStore::connect(&cfg.store).await.context("cannot connect to Redis")?;
             let store = Arc::new(store);
-            (Arc::new(bus), store.clone(), store.clone(), store.clone(), store)
+            let slack: SlackStores = (store.clone(), store.clone());
+            (Arc::new(bus), store.clone(), store.clone(), store.clone(), store, slack)
         }
     })
 }
@@ -174,7 +180,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let (bus, store, identity, secret_store, schedules) = adapters(cfg, backend, dir).await?;
+    let (bus, store, identity, secret_store, schedules, (pairings, markers)) = adapters(cfg, backend, dir).await?;
     let jobs = clawhive_store::Jobs::new(schedules.clone(), identity.clone(), Arc::new(cfg.clone()));
     let secrets = clawhive_store::secrets::vault_from_config(&cfg.security, secret_store)
         .map_err(|e| anyhow::anyhow!("cannot set up secrets: {e}"))?;
@@ -217,6 +223,28 @@ async fn serve(
             return Err(anyhow::anyhow!("cannot start the scheduler: {e}"));
         }
     };
+    // The Slack bridge, when a workspace is mapped and the bot token is in the environment.
+    let slack_secrets = clawhive_slack_bridge::SlackSecrets::from_env(&cfg.slack);
+    let slack_status = if cfg.slack.teams.is_empty() {
+        "off (no [[slack.teams]])".to_string()
+    } else if slack_secrets.bot_token.is_empty() {
+        format!("off ({} is not set)", cfg.slack.bot_token_env)
+    } else {
+        let deps = clawhive_slack_bridge::Deps {
+            bus: bus.clone(),
+            sessions: store.clone(),
+            identity: identity.clone(),
+            pairings,
+            markers,
+        };
+        match clawhive_slack_bridge::start(cfg, deps, slack_secrets, shutdown.child_token()).await {
+            Ok(h) => format!("on (bot {})", h.bot_user),
+            Err(e) => {
+                shutdown.cancel();
+                return Err(anyhow::anyhow!("cannot start the Slack bridge: {e}"));
+            }
+        }
+    };
     let gateway = match clawhive_gateway::start_with(
         cfg,
         clawhive_gateway::Deps { bus: bus.clone(), store: store.clone(), identity, secrets: secrets.clone() },
@@ -240,6 +268,7 @@ async fn serve(
     block += &format!("http: {}\n", gateway.http_addr);
     block += &format!("workers: {}\n", args.workers);
     block += "scheduler: running (clawhive schedule --help)\n";
+    block += &format!("slack: {slack_status}\n");
     if backend == Backend::Embedded {
         block += "bus: in-process\n";
         block += &format!("store: {}\n", dir.join("sessions.redb").display());

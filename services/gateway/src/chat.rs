@@ -187,6 +187,7 @@ impl Gateway {
         let key = SessionKey::new(who.tenant.clone(), session.clone());
         let meta = self.store.ensure_session(&key, &who.user, &agent).await.map_err(store_error)?;
         if !meta.writable_by(who) {
+            self.audit_session_access(who, &meta, false, "may not post into another user's session").await;
             return Err(not_found(session.as_str()));
         }
 

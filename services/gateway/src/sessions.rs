@@ -42,8 +42,41 @@ impl Gateway {
         let session = SessionId::new(session_id)?;
         let key = SessionKey::new(who.tenant.clone(), session);
         match self.store.session_meta(&key).await.map_err(store_error)? {
-            Some(meta) if meta.readable_by(who) => Ok((key, meta)),
-            _ => Err(not_found(session_id)),
+            Some(meta) if meta.readable_by(who) => {
+                if meta.owner != who.user {
+                    self.audit_session_access(who, &meta, true, "tenant admin reads another user's session").await;
+                }
+                Ok((key, meta))
+            }
+            Some(meta) => {
+                self.audit_session_access(who, &meta, false, "not the session's owner or a tenant admin").await;
+                Err(not_found(session_id))
+            }
+            None => Err(not_found(session_id)),
+        }
+    }
+
+    /// Audits an access decision on a session that exists but is not the caller's own
+    /// (denials, and admins reading others' sessions). Publishing failures are logged only.
+    pub(crate) async fn audit_session_access(&self, who: &Principal, meta: &SessionMeta, allowed: bool, reason: &str) {
+        if !allowed {
+            tracing::warn!(user = %who.user, owner = %meta.owner, session = %meta.key.session, "Session access denied.");
+        }
+        let record = pb::AuditRecord {
+            tenant_id: who.tenant.to_string(),
+            user_id: who.user.to_string(),
+            agent_id: meta.agent.to_string(),
+            request_id: format!("gw-{}", uuid::Uuid::new_v4().simple()),
+            session_id: meta.key.session.to_string(),
+            kind: "session_access".into(),
+            tool: String::new(),
+            allowed,
+            reason: reason.into(),
+            arguments_sha256: String::new(),
+            at_unix_ms: clawhive_core::time::now_unix_ms(),
+        };
+        if let Err(e) = self.envelopes.publish_audit(&who.tenant, 0, &record).await {
+            tracing::error!(error = %e, "Audit record not published.");
         }
     }
 
