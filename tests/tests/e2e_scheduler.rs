@@ -112,13 +112,18 @@ impl Sys {
     }
 
     async fn start_with(max_failures: u32) -> Sys {
+        Self::start_full(max_failures, "").await
+    }
+
+    /// [`Sys::start_with`], appending `extra` to the config (e.g. a `[slack]` section).
+    async fn start_full(max_failures: u32, extra: &str) -> Sys {
         clawhive_telemetry::install_crypto_provider();
         let nats = NatsServer::start().expect("nats-server");
         let redis = RedisServer::start().expect("redis-server");
         let llm = FakeLlm::start().await;
         let key_file = std::env::temp_dir().join(format!("clawhive-sched-key-{}-{}", std::process::id(), nats.port()));
         std::fs::write(&key_file, ENVELOPE_KEY).unwrap();
-        let toml = config_toml(&nats.url(), &redis.url(), &llm, &key_file, max_failures);
+        let toml = config_toml(&nats.url(), &redis.url(), &llm, &key_file, max_failures) + extra;
         let cfg = Config::from_sources(Some(&toml), Vec::new()).expect("test config is valid");
         let config_path = key_file.with_extension("toml");
         std::fs::write(&config_path, &toml).unwrap();
@@ -964,4 +969,64 @@ async fn single_process_mode_fires_jobs_from_the_embedded_store() {
     sched.wait().await;
     let _ = gateway.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Delivery to Slack: a job with a Slack DM delivery (the owner's linked Slack
+/// user) fires, the worker answers, and the Slack bridge posts the answer in
+/// the owner's DM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_delivers_to_the_owners_slack_dm_through_the_bridge() {
+    use clawhive_tests::fake_slack::{APP_TOKEN, BOT_TOKEN, FakeSlack};
+    let slack = FakeSlack::start().await;
+    let slack_toml = format!(
+        "\n[slack]\napi_base_url = \"{}\"\nsocket_connections = 1\nhttp_addr = \"127.0.0.1:0\"\ntimeout_ms = 20000\n\n[[slack.teams]]\nteam_id = \"T1\"\ntenant = \"acme\"\n",
+        slack.api_base_url()
+    );
+    let sys = Sys::start_full(3, &slack_toml).await;
+    sys.worker().await;
+    let (acme, alice) = (TenantId::new("acme").unwrap(), UserId::new(ALICE).unwrap());
+    sys.store.link_external(&acme, &alice, "slack", "T1:U1").await.unwrap();
+    let stop = CancellationToken::new();
+    let deps = clawhive_slack_bridge::Deps {
+        bus: sys.bus.clone(),
+        sessions: sys.store.clone(),
+        identity: sys.store.clone(),
+        pairings: sys.store.clone(),
+        markers: sys.store.clone(),
+    };
+    let secrets = clawhive_slack_bridge::SlackSecrets {
+        app_token: APP_TOKEN.into(),
+        bot_token: BOT_TOKEN.into(),
+        signing_secret: "unused-signing-secret".into(),
+    };
+    let bridge = clawhive_slack_bridge::start(&sys.cfg, deps, secrets, stop.clone()).await.expect("bridge");
+    let sched = sys.scheduler(Arc::new(SystemClock), &stop).await;
+
+    let mut grpc = sys.grpc().await;
+    let delivery = pb::JobDelivery {
+        target: Some(pb::job_delivery::Target::SlackDm(pb::SlackDmDelivery {
+            team_id: "T1".into(),
+            user_id: "U1".into(),
+        })),
+    };
+    let req = pb::CreateJobRequest {
+        schedule: every(1),
+        prompt: "morning digest please".into(),
+        delivery: Some(delivery),
+        ..Default::default()
+    };
+    let job = grpc.create_job(authed(req, sys.t(ALICE))).await.unwrap().into_inner();
+    let posted = slack
+        .wait_posted(Duration::from_secs(20), |p| {
+            p.iter().any(|m| {
+                m.channel == "U1" && m.text.contains("echo[1]: morning digest please") && !m.text.ends_with('…')
+            })
+        })
+        .await;
+    let dm: Vec<_> = posted.iter().filter(|m| m.channel == "U1").collect();
+    assert!(dm.iter().all(|m| m.thread_ts.is_empty()), "a DM is posted top-level: {dm:#?}");
+    grpc.delete_job(authed(pb::DeleteJobRequest { job_id: job.job_id }, sys.t(ALICE))).await.unwrap();
+    stop.cancel();
+    sched.wait().await;
+    bridge.wait().await;
 }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use clawhive_bus::Bus;
 use clawhive_core::config::Config;
 use clawhive_core::{TenantId, UserId};
 use clawhive_slack_bridge::{BridgeHandle, Deps, SlackSecrets};

@@ -57,6 +57,14 @@ fn line(j: &Job) -> String {
     format!("{} — {} — {state} — next run {next} — prompt: {}", j.id, describe(&j.schedule), j.prompt)
 }
 
+/// Where a job created from chat reports by default: back to the Slack DM it
+/// was asked in (the bridge names DM sessions `slack-dm:<team>:<user>`), else the session.
+fn default_delivery(session_id: &str) -> Option<Delivery> {
+    let rest = session_id.strip_prefix("slack-dm:")?;
+    let (team_id, user_id) = rest.split_once(':')?;
+    Some(Delivery::SlackDm { team_id: team_id.to_string(), user_id: user_id.to_string() })
+}
+
 fn schedule_of(a: &Args) -> Result<Schedule, String> {
     match (&a.cron, a.every_secs, &a.at) {
         (Some(expr), None, None) => {
@@ -112,7 +120,7 @@ impl Tool for ScheduleTool {
                     schedule: Some(schedule_of(&a)?),
                     prompt: a.prompt.clone().unwrap_or_default(),
                     agent_id: a.agent_id.clone().unwrap_or_else(|| ctx.agent.to_string()),
-                    delivery: a.delivery.clone(),
+                    delivery: a.delivery.clone().or_else(|| default_delivery(ctx.session_id)),
                     paused: false,
                 };
                 let job = self.jobs.create(who, new).await.map_err(|e| e.message)?;
@@ -136,5 +144,34 @@ impl Tool for ScheduleTool {
             }
             other => Err(format!("unknown action {other:?}; use create, list, delete, pause or resume")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_asked_for_in_a_slack_dm_report_to_that_dm() {
+        assert_eq!(
+            default_delivery("slack-dm:T1:U2"),
+            Some(Delivery::SlackDm { team_id: "T1".into(), user_id: "U2".into() })
+        );
+        assert_eq!(default_delivery("shared:slack:T1:C1:5-5"), None);
+        assert_eq!(default_delivery("api-session"), None);
+    }
+
+    #[test]
+    fn one_schedule_kind_is_required() {
+        let args = |json: &str| serde_json::from_str::<Args>(json).unwrap();
+        assert!(schedule_of(&args(r#"{"action":"create","cron":"0 9 * * 1","every_secs":60}"#)).is_err());
+        assert!(schedule_of(&args(r#"{"action":"create"}"#)).is_err());
+        let e = schedule_of(&args(r#"{"action":"create","at":"tomorrow"}"#)).unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
+        assert_eq!(
+            schedule_of(&args(r#"{"action":"create","at":"2030-01-01T09:00:00+01:00"}"#)).unwrap(),
+            Schedule::At { at_unix_ms: 1_893_484_800_000 }
+        );
+        assert!(serde_json::from_str::<Args>(r#"{"action":"create","colour":"red"}"#).is_err());
     }
 }
