@@ -65,6 +65,10 @@ struct Cli {
     /// Run the service binaries next to clawhive-bench as they are instead of `cargo build`-ing them first.
     #[arg(long, global = true)]
     prebuilt: bool,
+    /// Profile: run the gateway and workers (or `clawhive up`) under callgrind, counters zeroed
+    /// after the warm-up and dumped after the measured phase, into `<DIR>/<process>.<pid>.out.1`.
+    #[arg(long, global = true, value_name = "DIR")]
+    callgrind: Option<PathBuf>,
     /// Free text stored with the result (e.g. "machine shared with two cargo builds").
     #[arg(long, default_value = "", global = true)]
     note: String,
@@ -129,6 +133,7 @@ async fn run(cli: Cli, load: Load) -> anyhow::Result<()> {
         worker_concurrency: cli.worker_concurrency,
         rust_log: cli.rust_log.clone(),
         prebuilt: cli.prebuilt,
+        callgrind: cli.callgrind.clone(),
     };
     eprintln!("starting the {:?} target ({} worker(s))…", cli.mode, cli.workers);
     let target = Target::start(&settings).await?;
@@ -173,10 +178,19 @@ async fn run(cli: Cli, load: Load) -> anyhow::Result<()> {
             }
         })
     };
+    // Services only: nats-server and redis-server are not under callgrind.
+    let profiled: Vec<u32> = target.procs.iter().filter(|p| p.ready_ms.is_some()).map(|p| p.pid).collect();
+    if cli.callgrind.is_some() {
+        target::callgrind_control("-z", &profiled)?;
+    }
     let bounds = Bounds { turns, duration, turns_per_session: cli.turns_per_session, max_in_flight: cli.max_in_flight };
     eprintln!("measuring {} via {:?}…", load.label(), cli.api);
     let outcome = load::run(&client, load, &bounds, "run").await;
     sampler.abort();
+    if let Some(dir) = &cli.callgrind {
+        target::callgrind_control("-d", &profiled)?;
+        eprintln!("callgrind profiles of the measured phase: {}/*.out.1", dir.display());
+    }
     let cpu_after: HashMap<u32, f64> = pids.iter().filter_map(|&p| Some((p, sys::cpu_ms(p)?))).collect();
     let peak = peak.lock().unwrap_or_else(|e| e.into_inner()).clone();
 

@@ -9,7 +9,7 @@ use clawhive_tests::procs::{ServiceProcess, binary};
 use clawhive_tests::redis_server::RedisServer;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "bench-token";
@@ -33,6 +33,8 @@ pub struct Settings {
     pub rust_log: String,
     /// Run the service binaries next to this one as they are, without `cargo build`.
     pub prebuilt: bool,
+    /// Run the gateway, the workers (or `clawhive up`) under `valgrind --tool=callgrind`, profiles in this directory.
+    pub callgrind: Option<PathBuf>,
 }
 
 /// One process of the system under test.
@@ -75,6 +77,32 @@ impl Target {
             Mode::Embedded => start_embedded(s).await,
         }
     }
+}
+
+/// Spawns a service binary, under callgrind when asked (`<dir>/<tag>.<pid>.out`, dumped by [`callgrind_control`]).
+fn spawn_service(s: &Settings, bin: &Path, tag: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+    let Some(dir) = &s.callgrind else { return ServiceProcess::spawn(bin, args, env) };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let out = format!("--callgrind-out-file={}/{tag}.%p.out", dir.display());
+    let bin = bin.to_str().context("binary path is not UTF-8")?;
+    let mut all = vec!["--tool=callgrind", out.as_str(), bin];
+    all.extend_from_slice(args);
+    ServiceProcess::spawn(Path::new("valgrind"), &all, env)
+}
+
+/// `callgrind_control <flag> <pid>` for each process (`-z` zeroes the counters, `-d` dumps them).
+pub fn callgrind_control(flag: &str, pids: &[u32]) -> anyhow::Result<()> {
+    for pid in pids {
+        let status = std::process::Command::new("callgrind_control")
+            .args([flag, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running callgrind_control")?;
+        if !status.success() {
+            bail!("callgrind_control {flag} {pid} failed");
+        }
+    }
+    Ok(())
 }
 
 /// A loopback port that was free a moment ago (the children cannot report port 0 back).
@@ -187,14 +215,14 @@ async fn start_cluster(s: &Settings) -> anyhow::Result<Target> {
 
     let mut children = Vec::new();
     let t0 = Instant::now();
-    let gateway = ServiceProcess::spawn(&gateway_bin, &["--config", &config], &env)?;
+    let gateway = spawn_service(s, &gateway_bin, "gateway", &["--config", &config], &env)?;
     let ready = wait_readyz(http_addr, t0, &gateway).await?;
     procs.push(Proc { name: "gateway".into(), pid: gateway.pid(), ready_ms: Some(ready) });
     children.push(gateway);
 
     for i in 0..s.workers {
         let t0 = Instant::now();
-        let w = ServiceProcess::spawn(&worker_bin, &["--config", &config], &env)?;
+        let w = spawn_service(s, &worker_bin, &format!("worker-{i}"), &["--config", &config], &env)?;
         let ready = wait_log(&w, "agent worker started", t0).await?;
         procs.push(Proc { name: format!("worker-{i}"), pid: w.pid(), ready_ms: Some(ready) });
         children.push(w);
@@ -247,7 +275,7 @@ async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
     ];
     let env = [("RUST_LOG", s.rust_log.clone()), ("CLAWHIVE_DATA_DIR", data_dir.display().to_string())];
     let t0 = Instant::now();
-    let up = ServiceProcess::spawn(&up_bin, &args, &env)?;
+    let up = spawn_service(s, &up_bin, "clawhive-up", &args, &env)?;
     let ready = wait_readyz(http_addr, t0, &up).await;
     let cleanup = |e: anyhow::Error| {
         let _ = std::fs::remove_file(&config_path);

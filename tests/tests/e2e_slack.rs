@@ -362,6 +362,26 @@ async fn an_unknown_user_gets_a_pairing_code_and_answers_after_approval() {
     env.slack.wait_ack("env-p-3", WAIT).await;
     let answers = env.slack.command_answers();
     assert!(answers.iter().any(|a| a.contains("slack:T1:U9") && a.contains("acme")), "{answers:?}");
+
+    // A Slack admin approves another newcomer with the slash command; non-admins cannot.
+    env.store.link_external(&acme, &root, "slack", "T1:U3").await.unwrap();
+    env.slack.send_event(s, "env-p-4", &fake_slack::dm("T1", "EvP4", "U8", "D8", "71.1", "me too"));
+    let posted =
+        env.slack.wait_posted(WAIT, |p| p.iter().any(|m| m.channel == "D8" && m.text.contains("pairing code"))).await;
+    let code8 = posted.iter().find(|m| m.channel == "D8").unwrap().text.split('*').nth(1).unwrap().to_string();
+    let by = |user: &str| {
+        serde_json::json!({"team_id": "T1", "user_id": user, "channel_id": "C1", "command": "/clawhive",
+            "text": format!("pairing approve {code8}")})
+    };
+    env.slack.send_command(s, "env-p-5", &by("U9"));
+    env.slack.wait_ack("env-p-5", WAIT).await;
+    env.slack.send_command(s, "env-p-6", &by("U3"));
+    env.slack.wait_ack("env-p-6", WAIT).await;
+    let answers = env.slack.command_answers();
+    assert!(answers.iter().any(|a| a.contains("Only Clawhive admins")), "{answers:?}");
+    assert!(answers.iter().any(|a| a.contains("Approved") && a.contains("slack:T1:U8")), "{answers:?}");
+    env.slack.send_event(s, "env-p-7", &fake_slack::dm("T1", "EvP7", "U8", "D8", "71.2", "in?"));
+    env.slack.wait_posted(WAIT, |p| !finals(p, "D8", "echo[1]: in?").is_empty()).await;
 }
 
 fn now_secs() -> i64 {

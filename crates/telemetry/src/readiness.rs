@@ -97,7 +97,7 @@ impl Readiness {
 }
 
 /// Calls `connect` until it succeeds or `shutdown` is cancelled (then `None`),
-/// waiting up to 5 s between attempts; each failure is logged with `what`.
+/// waiting up to 2 s between attempts; each failure is logged with `what`.
 pub async fn connect_with_retry<T, E, F, Fut>(
     what: &str,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -123,7 +123,7 @@ where
                     _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

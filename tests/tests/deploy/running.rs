@@ -143,6 +143,15 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
         slack_base_url: slack.api_base_url(),
     };
 
+    // Build the binaries first, so the pods below start within moments of each other.
+    tokio::task::spawn_blocking(|| {
+        for w in base_workloads() {
+            binary(w.binary(), w.binary()).expect("service binary");
+        }
+    })
+    .await
+    .unwrap();
+
     // 1. NATS is down: every pod is live but not ready, and says why.
     nats.stop();
     let gateway = env.start("clawhive-gateway", &[]);
