@@ -429,6 +429,17 @@ async fn the_events_api_checks_signatures_and_timestamps() {
     let req = clawhive_bus::envelope::decode_request(&published.payload).unwrap();
     assert_eq!(req.request_id, "slack:T1:EvHttp1");
     env.slack.wait_posted(WAIT, |p| !finals(p, "D6", "echo[1]: over http").is_empty()).await;
+
+    // The slash command over HTTP (form-encoded), signed the same way.
+    let commands = url.replace("/slack/events", "/slack/commands");
+    let form = "team_id=T1&user_id=U1&channel_id=D6&command=%2Fclawhive&text=status";
+    let bad = signed_post(&commands, form, now_secs(), "wrong-secret", None).await;
+    assert_eq!(bad.status(), 401);
+    let ok = signed_post(&commands, form, now_secs(), SIGNING_SECRET, None).await;
+    assert_eq!(ok.status(), 200);
+    let answer: serde_json::Value = ok.json().await.unwrap();
+    assert!(answer["text"].as_str().unwrap().contains("alice"), "{answer}");
+    assert_eq!(answer["response_type"], "ephemeral");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,6 @@
 //! The `clawhive` command line.
 //!
-//! - [`admin`]: `clawhive admin user|token …` — users and API tokens via the Admin API.
+//! - [`admin`]: `clawhive admin user|token|pairing …` — users, API tokens and Slack pairing codes via the Admin API.
 //! - [`schedule`]: `clawhive schedule create|list|get|delete|pause|resume` — your scheduled jobs.
 //! - [`chat`]: `clawhive chat` — talk to a gateway over gRPC.
 //! - `config check` — print the effective (redacted) config or a one-line error.

@@ -1,4 +1,5 @@
-//! Events API over HTTP: `POST /slack/events`.
+//! Events API over HTTP: `POST /slack/events`, and `POST /slack/commands`
+//! for the `/clawhive` slash command when Socket Mode is off.
 //!
 //! Every request's `X-Slack-Signature` is checked (v0 HMAC over timestamp and
 //! raw body, timestamp within five minutes) before anything else: a bad or
@@ -30,20 +31,45 @@ struct App {
 
 pub fn router(bridge: Arc<Bridge>, signing_secret: &str) -> Router {
     let app = App { bridge, secret: Arc::new(signing_secret.as_bytes().to_vec()) };
-    Router::new().route("/slack/events", post(events)).with_state(app)
+    Router::new().route("/slack/events", post(events)).route("/slack/commands", post(commands)).with_state(app)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": {"message": message}}))).into_response()
 }
 
-async fn events(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks the request's signature; the 401 to answer when it is bad.
+fn check(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<(), Box<Response>> {
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     let now = clawhive_core::time::now_unix_ms() / 1000;
-    if let Err(e) = verify(&app.secret, h("x-slack-request-timestamp"), h("x-slack-signature"), &body, now) {
-        tracing::warn!(reason = %e, "Refusing an Events API request with a bad signature.");
-        return error(StatusCode::UNAUTHORIZED, &e.to_string());
+    verify(&app.secret, h("x-slack-request-timestamp"), h("x-slack-signature"), body, now).map_err(|e| {
+        tracing::warn!(reason = %e, "Refusing a Slack request with a bad signature.");
+        Box::new(error(StatusCode::UNAUTHORIZED, &e.to_string()))
+    })
+}
+
+/// A slash command (form-encoded): answered in the response, shown to the caller only.
+async fn commands(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check(&app, &headers, &body) {
+        return *r;
     }
+    let Ok(form) = serde_urlencoded::from_bytes::<std::collections::HashMap<String, String>>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not a form");
+    };
+    let payload = serde_json::to_value(form).unwrap_or(Value::Null);
+    match tokio::time::timeout(HANDLE_BUDGET, app.bridge.handle_command(&payload)).await {
+        Ok(text) => axum::Json(json!({"response_type": "ephemeral", "text": text})).into_response(),
+        Err(_) => {
+            axum::Json(json!({"response_type": "ephemeral", "text": "Clawhive is busy; try again."})).into_response()
+        }
+    }
+}
+
+async fn events(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check(&app, &headers, &body) {
+        return *r;
+    }
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body is not JSON");
     };

@@ -209,8 +209,7 @@ pub async fn run_observed(
         let s = s.clone();
         async move { clawhive_store::SessionStore::health(&*s).await }
     });
-    let deps =
-        Deps { bus, sessions: store.clone(), identity: store.clone(), pairings: store.clone(), markers: store };
+    let deps = Deps { bus, sessions: store.clone(), identity: store.clone(), pairings: store.clone(), markers: store };
     let handle = start(&cfg, deps, SlackSecrets::from_env(&cfg.slack), shutdown).await?;
     let slack = handle.readiness();
     readiness.set_check("slack", move || {

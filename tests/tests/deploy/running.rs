@@ -143,6 +143,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
         slack_base_url: slack.api_base_url(),
     };
 
+    let t_build = Instant::now();
     // Build the binaries first, so the pods below start within moments of each other.
     tokio::task::spawn_blocking(|| {
         for w in base_workloads() {
@@ -152,6 +153,9 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     .await
     .unwrap();
 
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>6} ms] {what}", t0.elapsed().as_millis());
+    eprintln!("binaries built in {} ms", t_build.elapsed().as_millis());
     // 1. NATS is down: every pod is live but not ready, and says why.
     nats.stop();
     let gateway = env.start("clawhive-gateway", &[]);
@@ -168,6 +172,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
         assert_eq!((live, health), (200, json!({"status": "ok"})));
     }
 
+    step("unready while NATS is down");
     // 2. NATS comes up: ready, by the JSON probe contract.
     nats.restart().expect("nats restarts");
     for pod in [&gateway, &worker_a, &scheduler] {
@@ -186,6 +191,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     assert!(metrics.contains("clawhive_build_info{service=\"clawhive-gateway\""), "{metrics}");
     let gw_http = http_addr_of(&gateway).await;
 
+    step("ready once NATS is up");
     // 3. SIGTERM during a slow turn, drain long enough: the turn completes on
     //    the draining worker, which reports unavailable meanwhile, then exits 0.
     let first = tokio::spawn({
@@ -209,6 +215,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     .unwrap();
     assert!(exit.0.is_some_and(|s| s.success()), "worker A exits cleanly after draining: {:?}", exit.0);
 
+    step("drained turn completed");
     // 4. SIGTERM with a drain shorter than the turn: the turn is handed back
     //    un-acked and another worker finishes it; the caller gets one reply.
     let worker_b = env.start("clawhive-agent-worker", &[("CLAWHIVE_WORKER__DRAIN_TIMEOUT_MS", "300".into())]);
@@ -231,6 +238,7 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
     assert!(metrics.contains("clawhive_turn_duration_seconds_count{outcome=\"ack\"} 1"), "{metrics}");
     assert!(metrics.contains("clawhive_llm_tokens_total{model=\"openrouter/arcee-ai/trinity-mini:free\""), "{metrics}");
 
+    step("handed-back turn redelivered");
     // 5. The others, with nothing in flight, stop at once and cleanly.
     for mut pod in [gateway, bridge, scheduler] {
         pod.proc.terminate();
@@ -238,5 +246,6 @@ async fn readiness_follows_nats_and_sigterm_during_a_turn_never_loses_it() {
             tokio::task::spawn_blocking(move || (pod.proc.wait_exit(Duration::from_secs(25)), pod)).await.unwrap();
         assert!(exit.is_some_and(|s| s.success()), "clean exit on SIGTERM: {exit:?}; log:\n{}", pod.proc.log());
     }
+    step("every service stopped cleanly");
     drop(worker_c);
 }
