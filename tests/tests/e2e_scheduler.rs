@@ -1031,3 +1031,59 @@ async fn a_job_delivers_to_the_owners_slack_dm_through_the_bridge() {
     sched.wait().await;
     bridge.wait().await;
 }
+
+/// `clawhive schedule …` against the gateway: create, list, pause, resume,
+/// delete; bad input and another user's job id are clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_manages_jobs() {
+    use clawhive_tests::procs::binary;
+    let sys = Sys::start().await;
+    let cli = tokio::task::spawn_blocking(|| binary("clawhive", "clawhive")).await.unwrap().expect("cli binary");
+    let addr = format!("http://{}", sys.gateway.as_ref().unwrap().grpc_addr);
+    let run = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(&cli)
+            .arg("schedule")
+            .args(args)
+            .env("CLAWHIVE_ADDR", &addr)
+            .env("CLAWHIVE_TOKEN", token)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    };
+    let alice = sys.t(ALICE).to_string();
+    let (code, out, err) =
+        run(&alice, &["create", "--cron", "0 7 * * 1-5", "--timezone", "America/New_York", "weekday digest"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.split_whitespace().next().unwrap().to_string();
+    assert!(out.contains("cron \"0 7 * * 1-5\" America/New_York") && out.contains("active"), "{out}");
+    let (code, out, _) = run(&alice, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("weekday digest"), "{out}");
+    let (code, out, _) = run(&alice, &["pause", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("paused"), "{out}");
+    let (code, out, _) = run(&alice, &["resume", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("active"), "{out}");
+    // Bob cannot see or delete it.
+    let (code, _, err) = run(sys.t(BOB), &["delete", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NotFound"), "{err}");
+    let (_, out, _) = run(sys.t(BOB), &["list"]);
+    assert!(!out.contains(&id), "{out}");
+    // Bad input.
+    let (code, _, err) = run(&alice, &["create", "--cron", "0 7 * *", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid cron expression") && err.contains("4 fields"), "{err}");
+    let (code, _, err) = run(&alice, &["create", "--every", "60", "--cron", "0 7 * * *", "x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("exactly one of --cron, --every or --at"), "{err}");
+    let (code, _, err) = run(&alice, &["create", "--every", "60", "--slack-dm", "U1", "x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("TEAM:USER"), "{err}");
+    let (code, out, _) = run(&alice, &["delete", &id]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out, err) = run(&alice, &["list"]);
+    assert!(out.is_empty() && err.contains("no jobs"), "{out} {err}");
+}
