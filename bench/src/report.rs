@@ -250,12 +250,12 @@ fn ready(v: &Value) -> String {
         .map_or("–".into(), |r| format!("{r:.0}"))
 }
 
-const HEADER: &str = "| mode | api | load | workers | turns ok | errors | turns/s | p50 ms | p90 ms | p99 ms | max ms | fake LLM p50 ms | gateway RSS idle / max MiB | worker RSS idle / max MiB | gateway ready ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+const HEADER: &str = "| mode | api | load | workers | turns ok | errors | turns/s | p50 ms | p90 ms | p99 ms | max ms | fake LLM p50 ms | gateway RSS idle / max MiB | worker RSS idle / max MiB | gateway ready ms | CPU ms / turn (services) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn row(v: &Value) -> String {
     let service = if s(v, "/config/mode") == "embedded" { "clawhive-up" } else { "gateway" };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
         s(v, "/config/mode"),
         s(v, "/config/api"),
         s(v, "/config/load_label"),
@@ -271,7 +271,18 @@ fn row(v: &Value) -> String {
         rss(v, service),
         if service == "gateway" { rss(v, "worker") } else { "(in-process)".into() },
         ready(v),
+        cpu_total(v),
     )
+}
+
+/// CPU time of all measured processes (servers included, not the load generator) per turn.
+fn cpu_total(v: &Value) -> String {
+    let per: Vec<f64> = v
+        .pointer("/processes")
+        .and_then(Value::as_array)
+        .map(|ps| ps.iter().filter_map(|p| p.pointer("/cpu_ms_per_turn").and_then(Value::as_f64)).collect())
+        .unwrap_or_default();
+    if per.is_empty() { "–".into() } else { format!("{:.2}", per.iter().sum::<f64>()) }
 }
 
 /// One run: machine, command line, the row, the processes and the targets.

@@ -80,7 +80,13 @@ impl Target {
 }
 
 /// Spawns a service binary, under callgrind when asked (`<dir>/<tag>.<pid>.out`, dumped by [`callgrind_control`]).
-fn spawn_service(s: &Settings, bin: &Path, tag: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+fn spawn_service(
+    s: &Settings,
+    bin: &Path,
+    tag: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> anyhow::Result<ServiceProcess> {
     let Some(dir) = &s.callgrind else { return ServiceProcess::spawn(bin, args, env) };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let out = format!("--callgrind-out-file={}/{tag}.%p.out", dir.display());
@@ -254,7 +260,8 @@ async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
     std::fs::create_dir_all(&data_dir)?;
     {
         // Seed the store file `clawhive up` will open, then close it.
-        let store = clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).context("opening the store")?;
+        let store =
+            clawhive_store::EmbeddedStore::open(&data_dir.join("sessions.redb")).context("opening the store")?;
         seed_bench_user(&store).await?;
     }
     let workers = s.workers.to_string();

@@ -280,6 +280,7 @@ fn raw_job(id: &str, schedule: Schedule, created: i64, next: Option<i64>) -> Job
         last_fired_slot_ms: None,
         pending: None,
         consecutive_failures: 0,
+        last_outcome_slot_ms: None,
         revision: 0,
     }
 }
@@ -1086,4 +1087,59 @@ async fn the_cli_manages_jobs() {
     assert_eq!(code, 0, "{out}");
     let (_, out, err) = run(&alice, &["list"]);
     assert!(out.is_empty() && err.contains("no jobs"), "{out} {err}");
+}
+
+/// The failure guard counts each slot's outcome once, in slot order, also for
+/// a run overtaken by a newer fire, and a run without a reply by its deadline fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outcomes_count_once_per_slot_and_overtaken_runs_still_count() {
+    let sys = Sys::start_with(3).await;
+    let t0 = 1_800_000_000_000;
+    let clock = ManualClock::new(t0);
+    sys.store
+        .create_job(&raw_job("g", Schedule::Every { interval_secs: 60 }, t0 - 60_000, Some(t0)), 10)
+        .await
+        .unwrap();
+    let s = Scheduler::new(&sys.cfg, sys.deps(Arc::new(clock.clone())), "replica-g").unwrap();
+    let (acme, g) = (TenantId::new("acme").unwrap(), JobId::new("g").unwrap());
+    let fence = s.lead().await.unwrap().unwrap();
+    let fire = |at: i64| {
+        let (s, clock, sys) = (&s, clock.clone(), &sys);
+        async move {
+            clock.set(at);
+            let job = job_of(sys, "g").await;
+            let (job, slot, owner) = s.claim(fence, job, at).await.unwrap().expect("claimed");
+            s.publish(&job, &owner, slot, at).await.unwrap();
+            s.confirm(fence, job).await.unwrap();
+            slot
+        }
+    };
+    let s1 = fire(t0 + 10).await;
+    let s2 = fire(t0 + 60_010).await;
+    // Slot 1's failure arrives after slot 2 fired: it still counts, once.
+    s.record_outcome(&acme, &g, s1, Err("boom".into())).await.unwrap();
+    s.record_outcome(&acme, &g, s1, Err("boom".into())).await.unwrap();
+    let j = job_of(&sys, "g").await;
+    assert_eq!(j.consecutive_failures, 1);
+    assert_eq!(j.last_run.as_ref().unwrap().outcome, RunOutcome::Pending, "slot 2 is still running");
+    s.record_outcome(&acme, &g, s2, Err("boom again".into())).await.unwrap();
+    let j = job_of(&sys, "g").await;
+    assert_eq!((j.consecutive_failures, j.last_run.as_ref().unwrap().outcome), (2, RunOutcome::Failed));
+    // A success resets the count; an older late outcome is then ignored.
+    let s3 = fire(t0 + 120_010).await;
+    s.record_outcome(&acme, &g, s3, Ok(())).await.unwrap();
+    s.record_outcome(&acme, &g, s2, Err("stale".into())).await.unwrap();
+    let j = job_of(&sys, "g").await;
+    assert_eq!((j.consecutive_failures, j.last_run.as_ref().unwrap().outcome), (0, RunOutcome::Succeeded));
+    assert!(j.enabled);
+    // No reply by the deadline counts as a failure (the tick finds it due).
+    let s4 = fire(t0 + 180_010).await;
+    let deadline = job_of(&sys, "g").await.last_run.unwrap().deadline_unix_ms;
+    clock.set(deadline + 1);
+    s.tick().await.unwrap();
+    let j = job_of(&sys, "g").await;
+    let run = j.last_run.unwrap();
+    assert_eq!((run.slot_unix_ms, run.outcome), (s4, RunOutcome::Failed));
+    assert!(run.detail.contains("no reply before the run's deadline"), "{}", run.detail);
+    assert_eq!(j.consecutive_failures, 1);
 }

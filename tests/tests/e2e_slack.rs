@@ -43,7 +43,7 @@ fn slack_toml(slack: &FakeSlack) -> String {
 api_base_url = "{}"
 socket_connections = 2
 max_socket_connections = 3
-socket_idle_timeout_ms = 1500
+socket_idle_timeout_ms = 2500
 reconnect_initial_ms = 100
 reconnect_max_ms = 1000
 http_addr = "127.0.0.1:0"
@@ -254,7 +254,7 @@ async fn a_silent_socket_is_replaced() {
     let before = env.slack.open_sockets();
     let silent = before[0];
     env.slack.go_silent(silent);
-    // Within the idle timeout (1.5 s) plus a reconnect, the silent socket is gone and replaced.
+    // Within the idle timeout (2.5 s) plus a reconnect, the silent socket is gone and replaced.
     let until = tokio::time::Instant::now() + WAIT;
     loop {
         let open = env.slack.open_sockets();

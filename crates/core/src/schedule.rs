@@ -415,6 +415,10 @@ pub struct Job {
     pub pending: Option<PendingFire>,
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// The newest slot whose outcome was counted (by the failure guard): an
+    /// outcome for it or an older slot is not counted again.
+    #[serde(default)]
+    pub last_outcome_slot_ms: Option<i64>,
     /// Bumped by every write; writes compare it (optimistic concurrency).
     #[serde(default)]
     pub revision: u64,

@@ -9,58 +9,129 @@ use crate::sse::SseEvent;
 use crate::stream::{Decoder, Flow, non_empty_args};
 use crate::types::{ChatRequest, ChatResponse};
 use clawhive_core::chat::{Message, Role, ToolCall, Usage};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// The request as JSON, for inspection and tests; the wire uses [`request_json`].
 pub fn request_body(model: &str, req: &ChatRequest, default_max_tokens: Option<u32>) -> Result<Value, LlmError> {
-    let messages = req.messages.iter().map(wire_message).collect::<Result<Vec<_>, _>>()?;
-    let mut body = json!({
-        "model": model,
-        "messages": messages,
-        "stream": true,
-        "stream_options": { "include_usage": true },
-    });
-    if !req.tools.is_empty() {
-        body["tools"] = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": { "name": t.name, "description": t.description, "parameters": t.parameters },
-                })
-            })
-            .collect();
-    }
-    if let Some(n) = req.max_tokens.or(default_max_tokens) {
-        body["max_tokens"] = n.into();
-    }
-    if let Some(t) = req.temperature {
-        body["temperature"] = t.into();
-    }
-    Ok(body)
+    serde_json::to_value(wire_request(model, req, default_max_tokens)?)
+        .map_err(|e| LlmError::InvalidRequest(format!("cannot encode the request: {e}")))
 }
 
-fn wire_message(m: &Message) -> Result<Value, LlmError> {
+/// The request body as JSON bytes, serialized straight from the messages
+/// (no intermediate `serde_json::Value`: the history is the bulk of a turn's request).
+pub fn request_json(model: &str, req: &ChatRequest, default_max_tokens: Option<u32>) -> Result<Vec<u8>, LlmError> {
+    serde_json::to_vec(&wire_request(model, req, default_max_tokens)?)
+        .map_err(|e| LlmError::InvalidRequest(format!("cannot encode the request: {e}")))
+}
+
+fn wire_request<'a>(
+    model: &'a str,
+    req: &'a ChatRequest,
+    default_max_tokens: Option<u32>,
+) -> Result<WireRequest<'a>, LlmError> {
+    Ok(WireRequest {
+        model,
+        messages: req.messages.iter().map(wire_message).collect::<Result<Vec<_>, _>>()?,
+        stream: true,
+        stream_options: StreamOptions { include_usage: true },
+        tools: req
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                kind: "function",
+                function: WireFunction { name: &t.name, description: &t.description, parameters: &t.parameters },
+            })
+            .collect(),
+        max_tokens: req.max_tokens.or(default_max_tokens),
+        temperature: req.temperature,
+    })
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+/// `content` is `null` only for an assistant message that just calls tools.
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+fn wire_message(m: &Message) -> Result<WireMessage<'_>, LlmError> {
+    let plain = |role| WireMessage { role, content: Some(&m.content), tool_calls: Vec::new(), tool_call_id: None };
     Ok(match m.role {
-        Role::System | Role::User => json!({ "role": m.role.as_str(), "content": m.content }),
-        Role::Assistant if m.tool_calls.is_empty() => json!({ "role": "assistant", "content": m.content }),
-        Role::Assistant => {
-            let calls: Vec<Value> = m
+        Role::System | Role::User => plain(m.role.as_str()),
+        Role::Assistant if m.tool_calls.is_empty() => plain("assistant"),
+        Role::Assistant => WireMessage {
+            role: "assistant",
+            content: (!m.content.is_empty()).then_some(m.content.as_str()),
+            tool_calls: m
                 .tool_calls
                 .iter()
-                .map(|c| json!({ "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.arguments } }))
-                .collect();
-            let content = if m.content.is_empty() { Value::Null } else { m.content.clone().into() };
-            json!({ "role": "assistant", "content": content, "tool_calls": calls })
-        }
+                .map(|c| WireCall {
+                    id: &c.id,
+                    kind: "function",
+                    function: WireCallFunction { name: &c.name, arguments: &c.arguments },
+                })
+                .collect(),
+            tool_call_id: None,
+        },
         Role::Tool => {
             let id = m
                 .tool_call_id
                 .as_deref()
                 .ok_or_else(|| LlmError::InvalidRequest("a tool message has no tool_call_id".into()))?;
-            json!({ "role": "tool", "tool_call_id": id, "content": m.content })
+            WireMessage { role: "tool", content: Some(&m.content), tool_calls: Vec::new(), tool_call_id: Some(id) }
         }
     })
 }
@@ -199,6 +270,7 @@ impl Decoder for OpenAiDecoder {
 mod tests {
     use super::*;
     use clawhive_core::chat::ToolSpec;
+    use serde_json::json;
     use std::cell::RefCell;
 
     fn feed(lines: &[&str]) -> (Result<ChatResponse, LlmError>, Vec<String>) {

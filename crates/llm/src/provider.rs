@@ -81,8 +81,12 @@ impl Provider {
         };
         let (builder, decoder): (_, Box<dyn Decoder>) = match self.kind {
             ProviderKind::Openai => {
-                let body = openai::request_body(model, req, self.max_tokens)?;
-                let mut b = self.http.post(format!("{}/chat/completions", self.base_url)).json(&body);
+                let body = openai::request_json(model, req, self.max_tokens)?;
+                let mut b = self
+                    .http
+                    .post(format!("{}/chat/completions", self.base_url))
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body);
                 if let Some(k) = key {
                     b = b.bearer_auth(k);
                 }

@@ -147,6 +147,7 @@ impl Jobs {
             last_fired_slot_ms: None,
             pending: None,
             consecutive_failures: 0,
+            last_outcome_slot_ms: None,
             revision: 0,
         };
         job.next_run_unix_ms = job.compiled()?.next_after(now);

@@ -332,24 +332,15 @@ impl SessionStore for RedisStore {
         let (user_key, tenant_key) = (self.keys.usage(tenant, user, day), self.keys.tenant_usage(tenant, day));
         let tokens =
             i64::try_from(tokens).map_err(|_| StoreError::Invalid(format!("token count {tokens} too large")))?;
-        // Both keys share the tenant's hash tag, so MULTI works on a cluster too.
-        let (user_total, tenant_total): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("INCRBY")
-            .arg(&user_key)
+        // Both keys share the tenant's hash tag, so the script works on a cluster too.
+        let (user_total, tenant_total): (i64, i64) = self
+            .scripts
+            .add_usage
+            .key(&user_key)
+            .key(&tenant_key)
             .arg(tokens)
-            .cmd("EXPIRE")
-            .arg(&user_key)
             .arg(USAGE_TTL_SECS)
-            .ignore()
-            .cmd("INCRBY")
-            .arg(&tenant_key)
-            .arg(tokens)
-            .cmd("EXPIRE")
-            .arg(&tenant_key)
-            .arg(USAGE_TTL_SECS)
-            .ignore()
-            .query_async(&mut self.con.clone())
+            .invoke_async(&mut self.con.clone())
             .await
             .map_err(failed("INCRBY usage"))?;
         Ok(DailyUsage { user: user_total.max(0) as u64, tenant: tenant_total.max(0) as u64 })
@@ -422,8 +413,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_policy_doc(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let n: i64 =
-            cmd("DEL").arg(self.keys.policy(tenant)).query_async(&mut self.con.clone()).await.map_err(failed("DEL policy"))?;
+        let n: i64 = cmd("DEL")
+            .arg(self.keys.policy(tenant))
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("DEL policy"))?;
         Ok(n == 1)
     }
 

@@ -13,9 +13,9 @@ use clawhive_bus::envelope::Envelopes;
 use clawhive_core::config::AgentConfig;
 use clawhive_core::policy::{Decision, Policy, arguments_digest};
 use clawhive_core::{ClawError, ErrorCode, Principal, TenantId};
-use std::collections::HashMap;
 use clawhive_proto::v1 as pb;
 use clawhive_store::SessionStore;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -250,8 +250,24 @@ impl<'a> TurnGuard<'a> {
 
     /// Checks that the principal may use the agent; audited as record 0.
     pub async fn authorize_agent(&self) -> Result<(), ClawError> {
-        let d = self.policy.current_for(&self.principal.tenant).may_use_agent(self.principal, self.agent);
-        self.audit(0, KIND_AGENT_ACCESS, "", &d, "").await;
+        let d = self.agent_decision();
+        self.audit_agent_access(&d).await;
+        self.agent_verdict(&d)
+    }
+
+    /// [`Self::authorize_agent`] in parts, so the audit record's publish can
+    /// overlap other work: the decision (no I/O) …
+    pub fn agent_decision(&self) -> Decision {
+        self.policy.current_for(&self.principal.tenant).may_use_agent(self.principal, self.agent)
+    }
+
+    /// … its audit record (always published, allowed or not) …
+    pub async fn audit_agent_access(&self, d: &Decision) {
+        self.audit(0, KIND_AGENT_ACCESS, "", d, "").await;
+    }
+
+    /// … and the caller's answer.
+    pub fn agent_verdict(&self, d: &Decision) -> Result<(), ClawError> {
         if d.allowed {
             Ok(())
         } else {

@@ -188,8 +188,12 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
     }
     // Policy: may this principal use this agent? Audited; denied means no LLM call.
     let guard = TurnGuard::new(&ctx.policy, Some(&ctx.envelopes), &turn.principal, &agent_cfg, &turn.raw);
-    if let Err(err) = guard.authorize_agent().await {
-        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+    let access = guard.agent_decision();
+    if !access.allowed {
+        guard.audit_agent_access(&access).await;
+        if let Err(err) = guard.agent_verdict(&access) {
+            return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+        }
     }
     if let Err(err) = guard.check_rate(ctx.store.as_ref(), delivery.attempt <= 1).await {
         if err.code.is_transient() {
@@ -200,7 +204,9 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
     }
 
     // Turns of one session never run concurrently: wait for the lease, heartbeating.
-    let lease = match acquire_lease(ctx, delivery, &turn).await {
+    // The allowed access's audit record (a durable publish) goes out meanwhile.
+    let ((), lease) = tokio::join!(guard.audit_agent_access(&access), acquire_lease(ctx, delivery, &turn));
+    let lease = match lease {
         Ok(Some(l)) => l,
         Ok(None) => return Disposition::Nak(Duration::from_millis(500)),
         Err(e) => {
@@ -258,8 +264,14 @@ async fn run_leased(
     keepalive: &Keepalive,
 ) -> Disposition {
     let store = &ctx.store;
+    // Three independent reads in one round trip (the store pipelines concurrent calls).
+    let (committed, meta, history) = tokio::join!(
+        store.committed_turn(&turn.key, &turn.request_id),
+        store.ensure_session(&turn.key, &turn.principal.user, &turn.agent),
+        store.history(&turn.key, ctx.config.store.history_limit),
+    );
     // A redelivery of a turn already committed: re-send, never re-run.
-    match store.committed_turn(&turn.key, &turn.request_id).await {
+    match committed {
         Ok(Some(stored)) => {
             tracing::info!("turn already committed; re-sending the stored reply");
             return publish_stored(ctx, turn, &stored).await;
@@ -270,7 +282,7 @@ async fn run_leased(
             return Disposition::Nak(Duration::from_secs(1));
         }
     }
-    let meta = match store.ensure_session(&turn.key, &turn.principal.user, &turn.agent).await {
+    let meta = match meta {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
@@ -283,7 +295,7 @@ async fn run_leased(
         let err = ClawError::not_found(format!("session {} not found", turn.key.session));
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
-    let history = match store.history(&turn.key, ctx.config.store.history_limit).await {
+    let history = match history {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
@@ -382,8 +394,10 @@ async fn run_leased(
         Ok(CommitOutcome::Committed) => {
             tracing::info!(model = %record.reply.model, input_tokens = record.reply.usage.input_tokens,
                 output_tokens = record.reply.usage.output_tokens, failed = record.reply.error.is_some(), "turn committed");
-            count_usage(ctx, turn, &record.reply).await;
-            publish_stored(ctx, turn, &record.reply).await
+            // Usage and the reply are independent: neither waits for the other.
+            let ((), disposition) =
+                tokio::join!(count_usage(ctx, turn, &record.reply), publish_stored(ctx, turn, &record.reply));
+            disposition
         }
         Ok(CommitOutcome::AlreadyCommitted(stored)) => publish_stored(ctx, turn, &stored).await,
         Ok(CommitOutcome::Fenced) => {

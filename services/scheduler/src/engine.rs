@@ -342,8 +342,9 @@ impl Scheduler {
 
     /// Records the outcome of the fire of `slot` (from its reply, or its
     /// deadline passing); after `max_consecutive_failures` failures in a row
-    /// the job is paused and its owner told. Idempotent: a second report of the
-    /// same slot changes nothing.
+    /// the job is paused and its owner told. A run overtaken by a newer fire
+    /// still counts for the guard. Idempotent: a second report of the same
+    /// slot (or an older one) changes nothing.
     pub async fn record_outcome(
         &self,
         tenant: &TenantId,
@@ -353,19 +354,28 @@ impl Scheduler {
     ) -> Result<(), StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let Some(mut job) = self.store.get_job(tenant, id).await? else { return Ok(()) };
-            let Some(run) = job.last_run.as_mut() else { return Ok(()) };
-            if run.slot_unix_ms != slot || run.outcome != RunOutcome::Pending {
+            if job.last_outcome_slot_ms.is_some_and(|s| s >= slot) {
                 return Ok(());
             }
+            let Some(run) = job.last_run.as_mut() else { return Ok(()) };
+            let current = run.slot_unix_ms == slot && run.outcome == RunOutcome::Pending;
+            if !current && run.slot_unix_ms <= slot {
+                return Ok(());
+            }
+            job.last_outcome_slot_ms = Some(slot);
             let mut pause = false;
             match &result {
                 Ok(()) => {
-                    run.outcome = RunOutcome::Succeeded;
+                    if current {
+                        run.outcome = RunOutcome::Succeeded;
+                    }
                     job.consecutive_failures = 0;
                 }
                 Err(detail) => {
-                    run.outcome = RunOutcome::Failed;
-                    run.detail = detail.clone();
+                    if current {
+                        run.outcome = RunOutcome::Failed;
+                        run.detail = detail.clone();
+                    }
                     job.consecutive_failures += 1;
                     if job.enabled && job.consecutive_failures >= self.cfg.scheduler.max_consecutive_failures {
                         job.enabled = false;

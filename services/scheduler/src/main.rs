@@ -36,7 +36,8 @@ async fn main() -> ExitCode {
     init_tracing(&cfg.telemetry, "clawhive-scheduler");
     let shutdown = shutdown::on_signal();
     let admin =
-        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-scheduler", &["nats", "redis"], &shutdown).await
+        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-scheduler", &["nats", "redis"], &shutdown)
+            .await
         {
             Ok(a) => a,
             Err(e) => {

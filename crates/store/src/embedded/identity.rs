@@ -359,8 +359,10 @@ impl IdentityStore for EmbeddedStore {
         let (token_id, _) = new_token();
         let (tenant, user, label, sha) = (tenant.clone(), user.clone(), label.to_string(), sha256.to_string());
         let id = token_id.clone();
-        self.run("register token", move |inner| store_token(inner, &tenant, &user, &sha, &id, expires_at_unix_ms, &label))
-            .await?;
+        self.run("register token", move |inner| {
+            store_token(inner, &tenant, &user, &sha, &id, expires_at_unix_ms, &label)
+        })
+        .await?;
         Ok(token_id)
     }
 

@@ -4,8 +4,9 @@
 //! check and the write it guards atomic (as the Lua scripts do in Redis).
 
 use super::Inner;
-use super::tables::{POLICIES, POLICY_VERSIONS, 
-    Expiry, FENCE, HISTORY, META, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt, decode, encode,
+use super::tables::{
+    Expiry, FENCE, HISTORY, META, POLICIES, POLICY_VERSIONS, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt,
+    decode, encode,
 };
 use crate::port::{CommitOutcome, DailyUsage, Lease, StoreError, StoredReply};
 use clawhive_core::chat::Message;
@@ -386,7 +387,9 @@ pub(super) fn put_policy_doc(inner: &Inner, tenant: &TenantId, text: &str) -> Re
     let txn = inner.db.begin_write().map_err(inner.fail("begin write policy"))?;
     let version = {
         let mut versions = txn.open_table(POLICY_VERSIONS).map_err(inner.fail("open policy_versions"))?;
-        let version = versions.get(tenant.as_str()).map_err(inner.fail("read policy version"))?.map(|g| g.value()).unwrap_or(0) + 1;
+        let version =
+            versions.get(tenant.as_str()).map_err(inner.fail("read policy version"))?.map(|g| g.value()).unwrap_or(0)
+                + 1;
         versions.insert(tenant.as_str(), version).map_err(inner.fail("write policy version"))?;
         let doc = crate::port::PolicyDoc { text: text.to_string(), version, updated_unix_ms: now_unix_ms() };
         let json = encode("policies", tenant.as_str(), &doc)?;

@@ -75,7 +75,6 @@ impl RedisStore {
             .map_err(failed("issue token"))?;
         let index = TokenRef { tenant: tenant.clone(), user: user.clone(), token_id: token_id.to_string() };
         self.set_json(&self.hash_key(sha256), &index).await
-
     }
 
     fn tenant_key(&self, tenant: &TenantId, rest: std::fmt::Arguments<'_>) -> String {
@@ -267,14 +266,22 @@ impl IdentityStore for RedisStore {
         let Some(index) = self.get_json::<TokenRef>(&self.hash_key(&sha256)).await? else {
             return Ok(None);
         };
-        let Some(stored) = self.get_json::<StoredToken>(&self.token_key(&index.tenant, &index.token_id)).await? else {
+        // The token and its user in one round trip (concurrent calls share the pipeline).
+        let (token_key, user_key) =
+            (self.token_key(&index.tenant, &index.token_id), self.user_key(&index.tenant, &index.user));
+        let (stored, user) =
+            tokio::join!(self.get_json::<StoredToken>(&token_key), self.get_json::<StoredUser>(&user_key));
+        let Some(stored) = stored? else {
             return Ok(None);
         };
         if stored.sha256 != sha256 || stored.user != index.user {
             return Ok(None);
         }
+        let Some(user) = user? else {
+            return Ok(None);
+        };
         let now = now_unix_ms();
-        self.live_principal(&index.tenant, &index.user, |u| stored.usable_by(u, now)).await
+        Ok(stored.usable_by(&user, now).then(|| user.record(&index.tenant, &index.user).principal()))
     }
 
     async fn revoke_token(&self, tenant: &TenantId, token_id: &str) -> Result<bool, StoreError> {

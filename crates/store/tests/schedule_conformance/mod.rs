@@ -59,6 +59,7 @@ pub fn job(tenant: &str, owner: &str, id: &str, next: Option<i64>) -> Job {
         last_fired_slot_ms: None,
         pending: None,
         consecutive_failures: 0,
+        last_outcome_slot_ms: None,
         revision: 0,
     }
 }
