@@ -220,6 +220,14 @@ impl FakeSlack {
         self.send(socket, serde_json::json!({"type": "disconnect", "reason": "refresh_requested"}))
     }
 
+    /// Closes `socket` from Slack's side, without warning.
+    pub fn close_socket(&self, socket: u64) {
+        if let Some(s) = self.shared.lock().sockets.iter_mut().find(|s| s.id == socket) {
+            // Replacing the sender drops the one the socket task reads from: it ends.
+            s.tx = mpsc::unbounded_channel().0;
+        }
+    }
+
     /// From now on `socket` sends nothing (no pings) but stays connected.
     pub fn go_silent(&self, socket: u64) {
         if let Some(s) = self.shared.lock().sockets.iter_mut().find(|s| s.id == socket) {

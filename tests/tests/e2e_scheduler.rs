@@ -770,6 +770,11 @@ async fn bad_inputs_get_clear_errors() {
         assert_eq!(status, 400, "{body} → {message}");
         assert!(message.contains(want), "{body}: {message:?} should contain {want:?}");
     }
+    // A malformed query.
+    let r = http.get(format!("{base}/v1/schedules?all=maybe")).bearer_auth(sys.t(ALICE)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("invalid query"), "{v}");
     // Wrong content type.
     let r = http.post(format!("{base}/v1/schedules")).bearer_auth(sys.t(ALICE)).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 400);

@@ -158,6 +158,16 @@ async fn a_mention_is_answered_in_its_thread_and_the_thread_keeps_its_history() 
     assert_eq!(follow.thread_ts, "100.1");
     assert!(follow.text.contains("and more"), "{follow:?}");
 
+    // API clients cannot write into a Slack thread's shared session.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/sessions/shared:slack:T1:C1:100-1/messages", env.cluster.http_base()))
+        .bearer_auth(common::ALICE)
+        .json(&serde_json::json!({"text": "sneak in"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
     // A message in a thread the bot is not in is ignored.
     env.slack.send_event(
         s,
@@ -269,6 +279,25 @@ async fn a_silent_socket_is_replaced() {
     env.slack.send_event(fresh, "env-silent-1", &fake_slack::dm("T1", "EvSil1", "U1", "D2", "40.1", "still here"));
     env.slack.wait_posted(WAIT, |p| !finals(p, "D2", "echo[1]: still here").is_empty()).await;
     assert!(env.slack.max_open_sockets() <= 3, "never more than max_socket_connections open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_socket_closed_by_slack_is_reopened() {
+    let env = env().await;
+    let gone = env.slack.open_sockets()[0];
+    env.slack.close_socket(gone);
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open = env.slack.open_sockets();
+        if !open.contains(&gone) && open.len() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "closed socket not reopened: open {open:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = *env.slack.open_sockets().iter().max().unwrap();
+    env.slack.send_event(fresh, "env-re-1", &fake_slack::dm("T1", "EvRe1", "U1", "D2", "41.1", "back"));
+    env.slack.wait_posted(WAIT, |p| !finals(p, "D2", "echo[1]: back").is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

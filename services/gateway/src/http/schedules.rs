@@ -17,6 +17,7 @@ use crate::state::Gateway;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use clawhive_core::ClawError;
 use clawhive_core::schedule::Job;
 use clawhive_store::{JobEdit, NewJob};
 use serde_json::{Value, json};
@@ -65,8 +66,9 @@ pub async fn create(
 pub async fn list(
     State(gw): State<Arc<Gateway>>,
     Authed(who): Authed,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ClawError::invalid(format!("invalid query: {}", e.body_text())))?;
     let jobs = jobs_of(&gw)?.list(&who, q.all).await?;
     Ok(Json(json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})))
 }
