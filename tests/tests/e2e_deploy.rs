@@ -114,7 +114,7 @@ fn ports_and_probes_match_the_config() {
 #[test]
 fn env_names_are_ones_the_binaries_read() {
     let cfg = base_config();
-    let known_keys = toml::Value::try_from(&prod_config()).unwrap();
+    let known_keys = toml::Value::try_from(prod_config()).unwrap();
     let mut secret_names: BTreeSet<String> = [
         cfg.security.envelope_key_env.clone(),
         cfg.security.secrets_key_env.clone(),

@@ -101,8 +101,8 @@ async fn one_trace_spans_gateway_worker_llm_and_reply() {
 
     // The gateway runs in this process and exports through this process's
     // subscriber; the worker is its own process and exports on its own.
-    let mut telemetry = clawhive_core::config::TelemetryConfig::default();
-    telemetry.otlp_endpoint = endpoint.clone();
+    let telemetry =
+        clawhive_core::config::TelemetryConfig { otlp_endpoint: endpoint.clone(), ..Default::default() };
     clawhive_telemetry::init_tracing(&telemetry, "clawhive-gateway");
     let cluster = common::Cluster::start(0).await;
     let bin = tokio::task::spawn_blocking(|| binary("clawhive-agent-worker", "clawhive-agent-worker"))
@@ -142,7 +142,7 @@ async fn one_trace_spans_gateway_worker_llm_and_reply() {
         }
     }
     let fin = fin.expect("a final reply");
-    let usage = fin.usage.clone().expect("token usage");
+    let usage = fin.usage.expect("token usage");
     assert!(fin.text.contains("hello trace"), "{fin:?}");
 
     // Wait for all four spans of the trace (the exporters batch every second).
