@@ -137,6 +137,26 @@ async fn a_dm_gets_an_answer_in_the_dm() {
     );
     let meta = clawhive_store::SessionStore::session_meta(env.store.as_ref(), &key).await.unwrap().unwrap();
     assert_eq!(meta.owner.as_str(), "alice");
+
+    // The same reply delivered again (as after a crash between posting and acking) is not posted twice.
+    let reply = clawhive_proto::v1::Reply {
+        request_id: "slack:T1:EvDM1".into(),
+        text: "echo[1]: hello there".into(),
+        tenant_id: "acme".into(),
+        reply_route: Some(clawhive_proto::v1::ReplyRoute {
+            target: Some(clawhive_proto::v1::reply_route::Target::Slack(clawhive_proto::v1::SlackRoute {
+                team_id: "T1".into(),
+                channel_id: "D1".into(),
+                thread_ts: String::new(),
+            })),
+        }),
+        ..Default::default()
+    };
+    let subject = clawhive_bus::Subjects::new("clawhive").slack_reply("T1");
+    let payload = prost::Message::encode_to_vec(&reply).into();
+    env.cluster.bus.publish_durable(&subject, "redelivered-reply", Vec::new(), payload).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(env.slack.posted_in("D1").len(), 1, "{:#?}", env.slack.posted());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -114,20 +114,22 @@ fn schedule_text(s: Option<&pb::JobSchedule>) -> String {
     match s.and_then(|s| s.kind.as_ref()) {
         Some(Kind::Cron(c)) => format!("cron \"{}\" {}", c.expr, c.timezone),
         Some(Kind::Every(e)) => format!("every {}s", e.interval_secs),
-        Some(Kind::At(a)) => format!("at {}", a.at_unix_ms),
+        Some(Kind::At(a)) => format!("at {}", clawhive_core::schedule::rfc3339(a.at_unix_ms)),
         None => "?".into(),
     }
 }
 
 fn print_job(j: &pb::Job) {
     let state = if j.enabled { "active".to_string() } else { format!("paused {}", j.paused_reason) };
-    let last = j.last_run.as_ref().map(|r| format!("{} at {}", r.outcome, r.slot_unix_ms)).unwrap_or("-".into());
+    let time = clawhive_core::schedule::rfc3339;
+    let last = j.last_run.as_ref().map(|r| format!("{} at {}", r.outcome, time(r.slot_unix_ms))).unwrap_or("-".into());
+    let next = if j.next_run_unix_ms == 0 { "-".to_string() } else { time(j.next_run_unix_ms) };
     println!(
         "{}\t{}\t{}\tnext={}\tlast={}\towner={}\t{}",
         j.job_id,
         schedule_text(j.schedule.as_ref()),
         state.trim(),
-        j.next_run_unix_ms,
+        next,
         last,
         j.owner_id,
         j.prompt
