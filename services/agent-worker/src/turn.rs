@@ -370,6 +370,7 @@ async fn run_leased(
                 return Disposition::Nak(Duration::from_millis(500 * delivery.attempt));
             }
             tracing::warn!(error = %err, "turn failed; replying with the error");
+            clawhive_telemetry::metrics::error("agent-worker", err.code.as_str());
             // The error is the turn's outcome: record it so a redelivery answers the same.
             TurnRecord {
                 request_id: turn.request_id.clone(),
@@ -452,6 +453,7 @@ async fn publish_stored(ctx: &Ctx, turn: &Turn, stored: &StoredReply) -> Disposi
 
 /// Replies with an error without touching the session (nothing to commit).
 async fn reply_error_only(ctx: &Ctx, raw: &pb::AgentRequest, err: &ClawError, trace: TraceContext) -> Disposition {
+    clawhive_telemetry::metrics::error("agent-worker", err.code.as_str());
     let tenant = raw.principal.as_ref().and_then(|p| clawhive_core::TenantId::new(p.tenant_id.clone()).ok());
     let Some(tenant) = tenant else {
         tracing::error!(error = %err, "request without a valid tenant; cannot route an error reply; terminated");
