@@ -29,7 +29,7 @@ use clawhive_core::{AgentId, RequestId, SessionId, SessionKey, SessionMeta, Tena
 use errors::{failed, scrub};
 use keys::{KeyLayout, META_FIELDS};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cmd;
+use redis::{IntoConnectionInfo, cmd};
 use scripts::{Scripts, millis};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +73,15 @@ impl RedisStore {
                 cfg.key_prefix
             ))
         })?;
-        let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| fail(format!("invalid URL: {e}")))?;
+        // TCP_NODELAY: the multiplexed connection writes small commands back to back
+        // (concurrent turns, pipelined reads); Nagle would hold them for the peer's ACK.
+        let info = cfg
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| fail(format!("invalid URL: {e}")))?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(|e| fail(format!("invalid URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))

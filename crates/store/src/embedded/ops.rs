@@ -69,7 +69,10 @@ pub(super) fn try_acquire_lease(
     if inner.leases.lock().is_held(key) {
         return Ok(None);
     }
-    let txn = inner.db.begin_write().map_err(inner.fail("begin acquire lease"))?;
+    let mut txn = inner.db.begin_write().map_err(inner.fail("begin acquire lease"))?;
+    // Leases live in memory; the fence only has to keep growing, and the turn's
+    // commit (or closing the file) makes this write durable without an fsync of its own.
+    not_durable(&mut txn);
     let token = {
         let mut fence = txn.open_table(FENCE).map_err(inner.fail("open fence"))?;
         let last = fence.get(k(key)).map_err(inner.fail("read fence"))?.map(|g| g.value()).unwrap_or(0);
@@ -94,6 +97,14 @@ pub(super) fn try_acquire_lease(
         return Err(inner.fail("commit acquire lease")(e));
     }
     Ok(Some(Lease { key: key.clone(), holder: holder.to_string(), token }))
+}
+
+/// Commits `txn` without waiting for the disk (redb's `Durability::None`): a later
+/// durable commit, or closing the database, persists it. Stays durable if redb refuses.
+fn not_durable(txn: &mut redb::WriteTransaction) {
+    if let Err(e) = txn.set_durability(redb::Durability::None) {
+        tracing::debug!(error = %e, "Keeping a durable commit.");
+    }
 }
 
 fn read_meta(
@@ -327,7 +338,10 @@ pub(super) fn add_usage(
     day: &str,
     tokens: u64,
 ) -> Result<DailyUsage, StoreError> {
-    let txn = inner.db.begin_write().map_err(inner.fail("begin add usage"))?;
+    let mut txn = inner.db.begin_write().map_err(inner.fail("begin add usage"))?;
+    // Counted right after a durable commit: the next commit (or closing the file)
+    // persists it; a crash in between under-counts, like a failed add.
+    not_durable(&mut txn);
     let totals = {
         let mut usage = txn.open_table(USAGE).map_err(inner.fail("open usage"))?;
         let mut bump = |who: &str| -> Result<u64, StoreError> {
