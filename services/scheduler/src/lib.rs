@@ -128,8 +128,7 @@ pub async fn run_observed(
         let b = b.clone();
         async move { b.health().await }
     });
-    let Some(store) =
-        connect_with_retry("redis", &shutdown, || clawhive_store::RedisStore::connect(&cfg.store)).await
+    let Some(store) = connect_with_retry("redis", &shutdown, || clawhive_store::RedisStore::connect(&cfg.store)).await
     else {
         return Ok(());
     };
