@@ -128,7 +128,7 @@ async fn secrets_reach_the_tool_only_and_every_decision_is_audited_and_queryable
         assert!(!body.contains(ALICE_SECRET) && !body.contains(TEAM_SECRET), "secret reached the LLM: {body}");
     }
     let history = c
-        .get_session(authed(pb::GetSessionRequest { session_id: "li-alice".into(), ..Default::default() }, ALICE))
+        .get_session(authed(pb::GetSessionRequest { session_id: "li-alice".into() }, ALICE))
         .await
         .unwrap()
         .into_inner();
