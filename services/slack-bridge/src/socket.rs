@@ -181,15 +181,18 @@ impl Sockets {
                 "events_api" => match bridge.handle_event(&payload).await {
                     Ok(outcome) => {
                         tracing::debug!(socket, envelope_id, ?outcome, "Event handled.");
+                        clawhive_telemetry::metrics::slack_ack("events_api", "acked");
                         Some(json!({"envelope_id": envelope_id}))
                     }
                     Err(e) => {
                         tracing::warn!(socket, envelope_id, error = %e, "Cannot handle an event now; leaving it unacked for Slack to retry.");
+                        clawhive_telemetry::metrics::slack_ack("events_api", "unacked");
                         None
                     }
                 },
                 "slash_commands" => {
                     let text = bridge.handle_command(&payload).await;
+                    clawhive_telemetry::metrics::slack_ack("slash_commands", "acked");
                     Some(json!({"envelope_id": envelope_id, "payload": {"response_type": "ephemeral", "text": text}}))
                 }
                 _ => Some(json!({"envelope_id": envelope_id})),

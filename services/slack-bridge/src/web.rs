@@ -137,7 +137,9 @@ impl SlackWeb {
         if !thread_ts.is_empty() {
             body["thread_ts"] = json!(thread_ts);
         }
-        let v = self.call("chat.postMessage", &self.bot_token, &body).await?;
+        let v = self.call("chat.postMessage", &self.bot_token, &body).await;
+        clawhive_telemetry::metrics::slack_post("post", if v.is_ok() { "ok" } else { "error" });
+        let v = v?;
         Ok(Posted {
             channel: v.get("channel").and_then(Value::as_str).unwrap_or(channel).to_string(),
             ts: v.get("ts").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -146,8 +148,9 @@ impl SlackWeb {
 
     /// `chat.update` of a message the bot posted.
     pub async fn update_message(&self, channel: &str, ts: &str, text: &str) -> Result<(), WebError> {
-        self.call("chat.update", &self.bot_token, &json!({"channel": channel, "ts": ts, "text": text})).await?;
-        Ok(())
+        let r = self.call("chat.update", &self.bot_token, &json!({"channel": channel, "ts": ts, "text": text})).await;
+        clawhive_telemetry::metrics::slack_post("update", if r.is_ok() { "ok" } else { "error" });
+        r.map(|_| ())
     }
 
     /// `chat.postEphemeral`: only `user` sees it.
