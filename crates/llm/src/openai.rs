@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The request as JSON, for inspection and tests; the wire uses [`request_json`].
+/// The request as a JSON value, for tests; the wire uses [`request_json`].
+#[cfg(test)]
 pub fn request_body(model: &str, req: &ChatRequest, default_max_tokens: Option<u32>) -> Result<Value, LlmError> {
     serde_json::to_value(wire_request(model, req, default_max_tokens)?)
         .map_err(|e| LlmError::InvalidRequest(format!("cannot encode the request: {e}")))

@@ -9,6 +9,7 @@
 //!   record through (bounded labels only).
 //! - [`readiness`]: the `/readyz` contract (NATS, Redis, draining).
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+//! - [`service_main`]: the shared `main` of every service binary.
 //! - [`shutdown`]: SIGTERM/SIGINT → one root `CancellationToken`.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod bootstrap;
 pub mod metrics;
 pub mod otel;
 pub mod readiness;
+pub mod service_main;
 pub mod shutdown;
 pub mod trace_context;
 
@@ -23,4 +25,5 @@ pub use admin::{Admin, AdminError};
 pub use bootstrap::{init_tracing, install_crypto_provider, load_config};
 pub use otel::flush_traces;
 pub use readiness::{Readiness, connect_with_retry};
+pub use service_main::{Service, service_main};
 pub use trace_context::TraceContext;

@@ -1,54 +1,10 @@
-//! `clawhive-agent-worker`: config, telemetry, `run`, wait.
+//! `clawhive-agent-worker [--config FILE]`: an agent worker replica as its own process.
 
-use std::path::PathBuf;
+use clawhive_telemetry::{Service, service_main};
+
+const SERVICE: Service = Service { name: "clawhive-agent-worker", help: "", checks: &["nats", "redis"] };
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut config_path: Option<PathBuf> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" | "-c" => config_path = args.next().map(PathBuf::from),
-            "--help" | "-h" => {
-                println!(
-                    "usage: clawhive-agent-worker [--config FILE]  (or CLAWHIVE_CONFIG; CLAWHIVE_* env overrides)"
-                );
-                return std::process::ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("clawhive-agent-worker: unknown argument {other:?}");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
-    clawhive_telemetry::install_crypto_provider();
-    let cfg = match clawhive_telemetry::load_config(config_path.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("clawhive-agent-worker: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    clawhive_telemetry::init_tracing(&cfg.telemetry, "clawhive-agent-worker");
-    let shutdown = clawhive_telemetry::shutdown::on_signal();
-    let admin =
-        match clawhive_telemetry::Admin::start(&cfg.telemetry, "clawhive-agent-worker", &["nats", "redis"], &shutdown)
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("clawhive-agent-worker: {e}");
-                return std::process::ExitCode::from(2);
-            }
-        };
-    let result = clawhive_agent_worker::run_observed(cfg, shutdown, admin.readiness()).await;
-    admin.stop().await;
-    clawhive_telemetry::flush_traces();
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("clawhive-agent-worker: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_main(SERVICE, clawhive_agent_worker::run_observed).await
 }

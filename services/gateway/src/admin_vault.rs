@@ -137,7 +137,9 @@ pub async fn query_audit(
 
 pub async fn get_policy(gw: &Gateway, tenant: &TenantId) -> Result<pb::GetPolicyResponse, Status> {
     Ok(match gw.store.policy_doc(tenant).await.map_err(store)? {
-        Some(d) => pb::GetPolicyResponse { policy_toml: d.text, version: d.version, updated_unix_ms: d.updated_unix_ms },
+        Some(d) => {
+            pb::GetPolicyResponse { policy_toml: d.text, version: d.version, updated_unix_ms: d.updated_unix_ms }
+        }
         None => pb::GetPolicyResponse::default(),
     })
 }
