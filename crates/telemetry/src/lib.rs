@@ -24,6 +24,6 @@ pub mod trace_context;
 pub use admin::{Admin, AdminError};
 pub use bootstrap::{init_tracing, install_crypto_provider, load_config};
 pub use otel::flush_traces;
-pub use readiness::{Readiness, connect_with_retry};
+pub use readiness::{Readiness, connect_observed, connect_with_retry};
 pub use service_main::{Service, service_main};
 pub use trace_context::TraceContext;

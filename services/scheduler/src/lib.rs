@@ -112,32 +112,15 @@ pub async fn run_observed(
     shutdown: CancellationToken,
     readiness: clawhive_telemetry::Readiness,
 ) -> Result<(), SchedulerError> {
-    use clawhive_telemetry::connect_with_retry;
-    let Some(bus) = connect_with_retry("nats", &shutdown, || async {
-        let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await?;
-        bus.ensure_topology().await?;
-        Ok::<_, clawhive_bus::BusError>(bus)
-    })
-    .await
-    else {
+    use clawhive_telemetry::connect_observed;
+    let Some(bus) = clawhive_bus::nats::NatsBus::connect_observed(&cfg.bus, &shutdown, &readiness).await else {
         return Ok(());
     };
-    let bus = Arc::new(bus);
-    let b = bus.clone();
-    readiness.set_check("nats", move || {
-        let b = b.clone();
-        async move { b.health().await }
-    });
-    let Some(store) = connect_with_retry("redis", &shutdown, || clawhive_store::RedisStore::connect(&cfg.store)).await
-    else {
+    let redis = || clawhive_store::RedisStore::connect(&cfg.store);
+    let health = |s: Arc<clawhive_store::RedisStore>| async move { clawhive_store::SessionStore::health(&*s).await };
+    let Some(store) = connect_observed("redis", &shutdown, &readiness, redis, health).await else {
         return Ok(());
     };
-    let store = Arc::new(store);
-    let s = store.clone();
-    readiness.set_check("redis", move || {
-        let s = s.clone();
-        async move { clawhive_store::SessionStore::health(&*s).await }
-    });
     let deps =
         Deps { bus, store: store.clone(), identity: store.clone(), sessions: store, clock: Arc::new(SystemClock) };
     start(&cfg, deps, shutdown).await?.wait().await;

@@ -125,6 +125,25 @@ impl NatsBus {
         &self.shared.subjects
     }
 
+    /// For a pod: connects and sets up the streams, retrying while NATS is down
+    /// (instead of exiting), then reports health as readiness check `nats`.
+    /// `None` when `shutdown` came first.
+    pub async fn connect_observed(
+        cfg: &BusConfig,
+        shutdown: &tokio_util::sync::CancellationToken,
+        readiness: &clawhive_telemetry::Readiness,
+    ) -> Option<Arc<NatsBus>> {
+        let connect = || async {
+            let bus = NatsBus::connect(cfg).await?;
+            bus.ensure_topology().await?;
+            Ok::<_, BusError>(bus)
+        };
+        clawhive_telemetry::connect_observed("nats", shutdown, readiness, connect, |b: Arc<NatsBus>| async move {
+            b.health().await
+        })
+        .await
+    }
+
     /// Drains the connection: subscriptions and consumers end (`None`), later calls fail.
     pub async fn close(&self) -> Result<(), BusError> {
         self.shared.closed.store(true, Ordering::Release);
