@@ -177,7 +177,7 @@ impl SessionStore for RedisStore {
         agent: &AgentId,
     ) -> Result<SessionMeta, StoreError> {
         let meta_key = self.keys.session(key).meta();
-        let fields: Vec<Option<String>> = self
+        let mut fields: Vec<Option<String>> = self
             .scripts
             .ensure
             .key(&meta_key)
@@ -187,9 +187,14 @@ impl SessionStore for RedisStore {
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(failed("ensure session"))?;
+        let created = fields.pop().flatten().as_deref() == Some("1");
         let meta = codec::meta(key, &meta_key, fields)?
             .ok_or_else(|| codec::corrupt(&meta_key, "missing right after creation"))?;
-        self.index(&key.tenant, meta.owner.as_str(), &key.session, meta.updated_unix_ms).await?;
+        // Every turn ensures its session (gateway and worker); only a new one needs
+        // indexing now, an existing one is indexed by its commits.
+        if created {
+            self.index(&key.tenant, meta.owner.as_str(), &key.session, meta.updated_unix_ms).await?;
+        }
         Ok(meta)
     }
 
@@ -269,7 +274,7 @@ impl SessionStore for RedisStore {
         let updated =
             updated.parse().map_err(|e| codec::corrupt(&k.meta(), format!("updated_unix_ms {updated:?}: {e}")))?;
         // The turn is durable now; a failed index update must not turn it into an error
-        // the caller would retry. The next commit or ensure_session repairs the index.
+        // the caller would retry. The next commit repairs the index.
         if let Err(e) = self.index(&lease.key.tenant, owner, &lease.key.session, updated).await {
             tracing::warn!(session = %lease.key, error = %e, "Turn committed but the session index was not updated.");
         }

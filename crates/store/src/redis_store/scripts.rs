@@ -33,13 +33,17 @@ return 0
 "#;
 
 /// KEYS: meta. ARGV: owner, agent, now_ms. Creates the meta hash if absent and
-/// returns its fields in `META_FIELDS` order.
+/// returns its fields in `META_FIELDS` order, then 1 if it created it (else 0).
 const ENSURE: &str = r#"
+local created = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'agent', ARGV[2],
     'created_unix_ms', ARGV[3], 'updated_unix_ms', ARGV[3], 'message_count', 0)
+  created = 1
 end
-return redis.call('HMGET', KEYS[1], 'owner', 'agent', 'created_unix_ms', 'updated_unix_ms', 'message_count')
+local fields = redis.call('HMGET', KEYS[1], 'owner', 'agent', 'created_unix_ms', 'updated_unix_ms', 'message_count')
+fields[6] = created
+return fields
 "#;
 
 /// KEYS: lease, turn, history, meta.
