@@ -129,6 +129,30 @@ where
     }
 }
 
+/// [`connect_with_retry`], then reports the connection's health on `readiness` as
+/// check `what`. `None` when `shutdown` came first.
+pub async fn connect_observed<T, E, F, Fut, H, HFut, HE>(
+    what: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+    readiness: &Readiness,
+    connect: F,
+    health: H,
+) -> Option<Arc<T>>
+where
+    T: Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+    H: Fn(Arc<T>) -> HFut + Send + Sync + 'static,
+    HFut: Future<Output = Result<(), HE>> + Send + 'static,
+    HE: std::fmt::Display,
+{
+    let conn = Arc::new(connect_with_retry(what, shutdown, connect).await?);
+    let c = conn.clone();
+    readiness.set_check(what, move || health(c.clone()));
+    Some(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,28 +180,4 @@ mod tests {
         assert_eq!(body["status"], "unavailable");
         assert_eq!(body["draining"], true);
     }
-}
-
-/// [`connect_with_retry`], then reports the connection's health on `readiness` as
-/// check `what`. `None` when `shutdown` came first.
-pub async fn connect_observed<T, E, F, Fut, H, HFut, HE>(
-    what: &str,
-    shutdown: &tokio_util::sync::CancellationToken,
-    readiness: &Readiness,
-    connect: F,
-    health: H,
-) -> Option<Arc<T>>
-where
-    T: Send + Sync + 'static,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-    H: Fn(Arc<T>) -> HFut + Send + Sync + 'static,
-    HFut: Future<Output = Result<(), HE>> + Send + 'static,
-    HE: std::fmt::Display,
-{
-    let conn = Arc::new(connect_with_retry(what, shutdown, connect).await?);
-    let c = conn.clone();
-    readiness.set_check(what, move || health(c.clone()));
-    Some(conn)
 }
