@@ -326,14 +326,20 @@ async fn other_users_and_tenants_cannot_touch_a_session_over_http_and_revoked_to
     // An issued token works until revoked, then 401 on both APIs.
     let mut admin = cluster.admin().await;
     let issued = admin
-        .issue_token(authed(pb::IssueTokenRequest { user_id: "bob".into(), label: "laptop".into(), ..Default::default() }, ACME_ADMIN))
+        .issue_token(authed(
+            pb::IssueTokenRequest { user_id: "bob".into(), label: "laptop".into(), ..Default::default() },
+            ACME_ADMIN,
+        ))
         .await
         .unwrap()
         .into_inner();
     let r = http.get(format!("{base}/v1/sessions")).bearer_auth(&issued.token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     admin
-        .revoke_token(authed(pb::RevokeTokenRequest { token_id: issued.token_id.clone(), ..Default::default() }, ACME_ADMIN))
+        .revoke_token(authed(
+            pb::RevokeTokenRequest { token_id: issued.token_id.clone(), ..Default::default() },
+            ACME_ADMIN,
+        ))
         .await
         .unwrap();
     let r = http.get(format!("{base}/v1/sessions")).bearer_auth(&issued.token).send().await.unwrap();
@@ -348,8 +354,7 @@ async fn other_users_and_tenants_cannot_touch_a_session_over_http_and_revoked_to
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_is_editable_through_the_admin_api_per_tenant() {
     const OPEN_TOOLS: &str = "[[grants]]\nagents = [\"*\"]\ntools = [\"current_time\"]\n";
-    const NO_TOOLS_FOR_BOB: &str =
-        "[[grants]]\nagents = [\"*\"]\n\n[[grants]]\nusers = [\"alice\"]\nagents = [\"*\"]\ntools = [\"current_time\"]\n";
+    const NO_TOOLS_FOR_BOB: &str = "[[grants]]\nagents = [\"*\"]\n\n[[grants]]\nusers = [\"alice\"]\nagents = [\"*\"]\ntools = [\"current_time\"]\n";
     let cluster = Cluster::start_with(1, Some(OPEN_TOOLS)).await;
     let mut admin = cluster.admin().await;
     let mut c = cluster.grpc().await;
@@ -384,7 +389,10 @@ async fn the_policy_is_editable_through_the_admin_api_per_tenant() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
 
     let put = admin
-        .put_policy(authed(pb::PutPolicyRequest { policy_toml: NO_TOOLS_FOR_BOB.into(), ..Default::default() }, ACME_ADMIN))
+        .put_policy(authed(
+            pb::PutPolicyRequest { policy_toml: NO_TOOLS_FOR_BOB.into(), ..Default::default() },
+            ACME_ADMIN,
+        ))
         .await
         .unwrap()
         .into_inner();

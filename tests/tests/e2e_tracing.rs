@@ -101,8 +101,7 @@ async fn one_trace_spans_gateway_worker_llm_and_reply() {
 
     // The gateway runs in this process and exports through this process's
     // subscriber; the worker is its own process and exports on its own.
-    let telemetry =
-        clawhive_core::config::TelemetryConfig { otlp_endpoint: endpoint.clone(), ..Default::default() };
+    let telemetry = clawhive_core::config::TelemetryConfig { otlp_endpoint: endpoint.clone(), ..Default::default() };
     clawhive_telemetry::init_tracing(&telemetry, "clawhive-gateway");
     let cluster = common::Cluster::start(0).await;
     let bin = tokio::task::spawn_blocking(|| binary("clawhive-agent-worker", "clawhive-agent-worker"))

@@ -181,14 +181,20 @@ async fn call(
         }
         AdminCommand::Pairing { command: PairingCommand::List } => {
             for p in c.list_pairings(authed(pb::ListPairingsRequest::default(), auth)).await?.into_inner().pairings {
-                println!("{}\t{}:{}\texpires={}\t{}", p.code, p.provider, p.external_id, p.expires_unix_ms, p.display_name);
+                println!(
+                    "{}\t{}:{}\texpires={}\t{}",
+                    p.code, p.provider, p.external_id, p.expires_unix_ms, p.display_name
+                );
             }
         }
         AdminCommand::Pairing { command: PairingCommand::Approve { code, user } } => {
             let req = pb::ApprovePairingRequest { code, user_id: user.unwrap_or_default(), ..Default::default() };
             let r = c.approve_pairing(authed(req, auth)).await?.into_inner();
             let (p, u) = (r.pairing.unwrap_or_default(), r.user.unwrap_or_default());
-            println!("approved {}: {}:{} is now user {} in tenant {}", p.code, p.provider, p.external_id, u.user_id, u.tenant_id);
+            println!(
+                "approved {}: {}:{} is now user {} in tenant {}",
+                p.code, p.provider, p.external_id, u.user_id, u.tenant_id
+            );
         }
         AdminCommand::Token { command: TokenCommand::List { user } } => {
             let req = pb::ListTokensRequest { user_id: user, ..Default::default() };

@@ -73,7 +73,8 @@ pub async fn secret(
                 return Err(invalid("no secret value on standard input".into()));
             }
             let user_id = user.unwrap_or_default();
-            let req = pb::PutSecretRequest { user_id: user_id.clone(), name: name.clone(), value, ..Default::default() };
+            let req =
+                pb::PutSecretRequest { user_id: user_id.clone(), name: name.clone(), value, ..Default::default() };
             c.put_secret(authed(req, auth)).await?;
             let owner = if user_id.is_empty() { "the tenant".to_string() } else { format!("user {user_id}") };
             println!("stored secret {name} for {owner}");
@@ -85,7 +86,8 @@ pub async fn secret(
             }
         }
         SecretCommand::Delete { name, user } => {
-            let req = pb::DeleteSecretRequest { user_id: user.unwrap_or_default(), name: name.clone(), ..Default::default() };
+            let req =
+                pb::DeleteSecretRequest { user_id: user.unwrap_or_default(), name: name.clone(), ..Default::default() };
             c.delete_secret(authed(req, auth)).await?;
             println!("deleted secret {name}");
         }
@@ -93,7 +95,11 @@ pub async fn secret(
     Ok(())
 }
 
-pub async fn audit(c: &mut AdminClient<Channel>, auth: &MetadataValue<Ascii>, args: AuditArgs) -> Result<(), tonic::Status> {
+pub async fn audit(
+    c: &mut AdminClient<Channel>,
+    auth: &MetadataValue<Ascii>,
+    args: AuditArgs,
+) -> Result<(), tonic::Status> {
     let since_unix_ms = args
         .since_minutes
         .map(|m| clawhive_core::time::now_unix_ms().saturating_sub(i64::from(m) * 60_000))

@@ -158,7 +158,14 @@ async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<
                 .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
             let store = Arc::new(store);
             let slack: SlackStores = (store.clone(), store.clone());
-            (Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)), store.clone(), store.clone(), store.clone(), store, slack)
+            (
+                Arc::new(clawhive_bus::MemoryBus::new(&cfg.bus)),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store,
+                slack,
+            )
         }
         Backend::Servers | Backend::External => {
             let bus = clawhive_bus::nats::NatsBus::connect(&cfg.bus).await.context("cannot connect to NATS")?;
@@ -363,7 +370,8 @@ async fn provision_local_admin(identity: &dyn clawhive_store::IdentityStore, tok
         Ok(_) | Err(StoreError::Conflict(_)) => {}
         Err(e) => return Err(anyhow::anyhow!("cannot create the local admin: {e}")),
     }
-    if identity.resolve_token(token).await.map_err(|e| anyhow::anyhow!("cannot check the admin token: {e}"))?.is_some() {
+    if identity.resolve_token(token).await.map_err(|e| anyhow::anyhow!("cannot check the admin token: {e}"))?.is_some()
+    {
         return Ok(());
     }
     let sha = clawhive_core::token::hash_token(token);
@@ -387,7 +395,8 @@ fn local_key_file(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> 
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        std::io::Write::write_all(&mut f, key.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        std::io::Write::write_all(&mut f, key.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(path)
 }

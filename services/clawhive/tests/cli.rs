@@ -391,7 +391,11 @@ async fn admin_manages_secrets_and_policy_and_reads_the_audit_trail_on_up_embedd
     std::fs::write(&bad, "[[grants]]\nnot_a_field = 1\n").unwrap();
     let out = admin_with_input(&up, &["policy", "set", bad.to_str().unwrap()], "").await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("policy rejected"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy rejected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let good = data.join("policy.toml");
     std::fs::write(&good, "[[grants]]\nagents = [\"*\"]\n").unwrap();
     let out = admin(&up, &["policy", "set", good.to_str().unwrap()]).await;
