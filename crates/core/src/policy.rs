@@ -140,6 +140,11 @@ impl Policy {
         Self { mode: Mode::Open, budgets: Budgets::default() }
     }
 
+    /// A policy with no grants: every agent, tool and secret denied.
+    pub fn deny_all() -> Self {
+        Self { mode: Mode::Grants(Vec::new()), budgets: Budgets::default() }
+    }
+
     /// Parses a policy document; rejects unknown keys and empty patterns.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let doc: Document = toml::from_str(text).map_err(|e| PolicyError::Parse(e.message().to_string()))?;

@@ -139,7 +139,7 @@ impl PolicyWatch {
                 Err(e) => {
                     // Validated on the way in; a bad stored one denies rather than falls back.
                     tracing::error!(tenant = %tenant, error = %e, "stored tenant policy is invalid; denying");
-                    Some((d.version, Arc::new(Policy::parse("").expect("the empty policy parses"))))
+                    Some((d.version, Arc::new(Policy::deny_all())))
                 }
             },
         };

@@ -48,7 +48,7 @@ impl FanIn {
     /// Registers `call_id`; messages for it arrive on the returned receiver.
     pub fn register(&self, call_id: &str) -> (Registration, mpsc::UnboundedReceiver<Incoming>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.pending.lock().expect("pending map lock").insert(call_id.to_string(), tx);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(call_id.to_string(), tx);
         (Registration { pending: self.pending.clone(), call_id: call_id.to_string() }, rx)
     }
 
@@ -58,7 +58,7 @@ impl FanIn {
     }
 
     fn route_delta(&self, delta: pb::ReplyDelta) {
-        let map = self.pending.lock().expect("pending map lock");
+        let map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&delta.call_id) {
             Some(tx) => {
                 let _ = tx.send(Incoming::Delta(delta));
@@ -76,7 +76,7 @@ impl FanIn {
             }
         };
         // A final ends the call: a second one (a redelivered turn re-sending) finds nothing.
-        let tx = self.pending.lock().expect("pending map lock").remove(&call_id);
+        let tx = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&call_id);
         match tx {
             Some(tx) => {
                 let _ = tx.send(Incoming::Final(reply));

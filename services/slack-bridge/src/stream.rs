@@ -43,11 +43,11 @@ impl Streams {
         let Some(pb::reply_route::Target::Slack(slack)) = route.target.clone() else { return };
         let entry =
             Entry { route: slack, text: String::new(), dirty: false, started: Instant::now(), state: Arc::default() };
-        self.inner.lock().expect("streams lock").insert(request_id.to_string(), entry);
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(request_id.to_string(), entry);
     }
 
     fn push(&self, delta: &pb::ReplyDelta) {
-        if let Some(e) = self.inner.lock().expect("streams lock").get_mut(&delta.request_id) {
+        if let Some(e) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&delta.request_id) {
             e.text.push_str(&delta.text);
             e.dirty = !e.text.trim().is_empty();
         }
@@ -55,7 +55,7 @@ impl Streams {
 
     /// Stops streaming `request_id`; the message state, if this replica streamed it.
     pub fn finish(&self, request_id: &str) -> Option<Arc<tokio::sync::Mutex<MessageState>>> {
-        self.inner.lock().expect("streams lock").remove(request_id).map(|e| e.state)
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(request_id).map(|e| e.state)
     }
 
     /// Dirty entries to flush, and drops entries older than `max_age`.
@@ -63,7 +63,7 @@ impl Streams {
         &self,
         max_age: Duration,
     ) -> Vec<(String, pb::SlackRoute, String, Arc<tokio::sync::Mutex<MessageState>>)> {
-        let mut map = self.inner.lock().expect("streams lock");
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, e| e.started.elapsed() < max_age);
         map.iter_mut()
             .filter(|(_, e)| e.dirty)
