@@ -11,7 +11,7 @@
 //! [`NatsServer::start`] blocks (at most ~10 s per attempt) until the server
 //! accepts clients; calling it from a `#[tokio::test]` is fine.
 
-use crate::scratch::{ScratchDir, free_port, tail};
+use crate::scratch::{StartError, start_on_free_port, tail};
 use anyhow::{Context, bail};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -43,18 +43,8 @@ impl NatsServer {
     /// Spawns `nats-server -js` on a free port of 127.0.0.1 and waits until it accepts clients.
     pub fn start() -> anyhow::Result<NatsServer> {
         let binary = nats_server_binary()?;
-        let mut last_error = None;
-        for _ in 0..ATTEMPTS {
-            let port = free_port()?;
-            let dir = ScratchDir::create("nats")?;
-            match start_on(&binary, port, dir.path()) {
-                Ok(child) => return Ok(NatsServer { child: Some(child), binary, port, dir: dir.keep() }),
-                Err(StartError::PortTaken(e)) => last_error = Some(e),
-                Err(StartError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
-            .with_context(|| format!("nats-server could not bind a free port in {ATTEMPTS} attempts"))
+        let (child, port, dir) = start_on_free_port("nats", ATTEMPTS, |port, dir| start_on(&binary, port, dir))?;
+        Ok(NatsServer { child: Some(child), binary, port, dir })
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -218,12 +208,6 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
-}
-
-enum StartError {
-    /// Somebody else bound the port first; worth another try.
-    PortTaken(anyhow::Error),
-    Fatal(anyhow::Error),
 }
 
 fn start_on(binary: &Path, port: u16, dir: &Path) -> Result<Child, StartError> {

@@ -7,7 +7,7 @@
 //! [`RedisServer::start`] blocks (at most ~10 s per attempt) until the server
 //! answers `PING`; calling it from a `#[tokio::test]` is fine.
 
-use crate::scratch::{ScratchDir, free_port, tail};
+use crate::scratch::{StartError, start_on_free_port, tail};
 use anyhow::{Context, bail};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -33,18 +33,8 @@ impl RedisServer {
     /// Spawns `redis-server` on a free port of 127.0.0.1 and waits until it answers `PING`.
     pub fn start() -> anyhow::Result<RedisServer> {
         let binary = redis_server_binary()?;
-        let mut last_error = None;
-        for _ in 0..ATTEMPTS {
-            let port = free_port()?;
-            let dir = ScratchDir::create("redis")?;
-            match start_on(&binary, port, dir.path()) {
-                Ok(child) => return Ok(RedisServer { child, port, dir: dir.keep() }),
-                Err(StartError::PortTaken(e)) => last_error = Some(e),
-                Err(StartError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
-            .with_context(|| format!("redis-server could not bind a free port in {ATTEMPTS} attempts"))
+        let (child, port, dir) = start_on_free_port("redis", ATTEMPTS, |port, dir| start_on(&binary, port, dir))?;
+        Ok(RedisServer { child, port, dir })
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -87,12 +77,6 @@ pub fn redis_server_binary() -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("redis-server not found on PATH, in /usr/bin or /usr/local/bin; install it with `{INSTALL_HINT}` or set CLAWHIVE_REDIS_SERVER")
         })
-}
-
-enum StartError {
-    /// Somebody else bound the port first; worth another try on another port.
-    PortTaken(anyhow::Error),
-    Fatal(anyhow::Error),
 }
 
 fn start_on(binary: &Path, port: u16, dir: &Path) -> Result<Child, StartError> {

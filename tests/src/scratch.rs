@@ -54,3 +54,31 @@ impl Drop for ScratchDir {
         }
     }
 }
+
+/// Why a server did not start on one port.
+pub enum StartError {
+    /// Somebody else bound the port first; worth another try on another port.
+    PortTaken(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+/// Starts `name` with `start(port, dir)` on a fresh free port and scratch dir, up to
+/// `attempts` times while the port was taken; returns what started, its port and dir.
+pub fn start_on_free_port<T>(
+    name: &str,
+    attempts: usize,
+    mut start: impl FnMut(u16, &Path) -> Result<T, StartError>,
+) -> anyhow::Result<(T, u16, PathBuf)> {
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let port = free_port()?;
+        let dir = ScratchDir::create(name)?;
+        match start(port, dir.path()) {
+            Ok(started) => return Ok((started, port, dir.keep())),
+            Err(StartError::PortTaken(e)) => last_error = Some(e),
+            Err(StartError::Fatal(e)) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("{name}-server did not start")))
+        .with_context(|| format!("{name}-server could not bind a free port in {attempts} attempts"))
+}
