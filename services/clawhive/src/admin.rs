@@ -5,7 +5,7 @@ use clawhive_proto::v1 as pb;
 use clawhive_proto::v1::admin_client::AdminClient;
 use std::process::ExitCode;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
@@ -101,25 +101,14 @@ pub enum TokenCommand {
 }
 
 pub async fn run(args: AdminArgs) -> ExitCode {
-    let Some(token) = args.token.clone().filter(|t| !t.trim().is_empty()) else {
-        eprintln!("error: no API token: pass --token or set CLAWHIVE_TOKEN (`clawhive up` prints one)");
-        return ExitCode::from(2);
-    };
-    let auth: MetadataValue<Ascii> = match format!("Bearer {}", token.trim()).parse() {
-        Ok(v) => v,
-        Err(_) => {
-            eprintln!("error: the token contains characters not allowed in a header");
+    let (channel, auth) = match crate::grpc::connect(&args.addr, args.token.as_deref()) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("error: {reason}");
             return ExitCode::from(2);
         }
     };
-    let endpoint = match Endpoint::from_shared(args.addr.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: invalid --addr {:?}: {e}", args.addr);
-            return ExitCode::from(2);
-        }
-    };
-    let client = AdminClient::new(endpoint.connect_lazy());
+    let client = AdminClient::new(channel);
     match call(client, &auth, args.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(status) => {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use tokio::io::AsyncBufReadExt;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
@@ -30,25 +30,14 @@ pub struct ChatArgs {
 }
 
 pub async fn run(args: ChatArgs) -> ExitCode {
-    let Some(token) = args.token.clone().filter(|t| !t.trim().is_empty()) else {
-        eprintln!("error: no API token: pass --token or set CLAWHIVE_TOKEN (`clawhive up` prints one)");
-        return ExitCode::from(2);
-    };
-    let auth: MetadataValue<Ascii> = match format!("Bearer {}", token.trim()).parse() {
-        Ok(v) => v,
-        Err(_) => {
-            eprintln!("error: the token contains characters not allowed in a header");
+    let (channel, auth) = match crate::grpc::connect(&args.addr, args.token.as_deref()) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("error: {reason}");
             return ExitCode::from(2);
         }
     };
-    let endpoint = match Endpoint::from_shared(args.addr.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: invalid --addr {:?}: {e}", args.addr);
-            return ExitCode::from(2);
-        }
-    };
-    let mut client = AssistantClient::new(endpoint.connect_lazy());
+    let mut client = AssistantClient::new(channel);
     let session = args.session.clone().unwrap_or_else(|| {
         let s = format!("cli-{}", hex::encode(rand::random::<[u8; 6]>()));
         eprintln!("session: {s}");

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod admin_ops;
 pub mod chat;
+pub mod grpc;
 pub mod local_servers;
 pub mod schedule;
 pub mod up;

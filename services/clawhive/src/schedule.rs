@@ -5,7 +5,7 @@ use clawhive_proto::v1 as pb;
 use clawhive_proto::v1::schedules_client::SchedulesClient;
 use std::process::ExitCode;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, clap::Args)]
 pub struct ScheduleArgs {
@@ -62,22 +62,14 @@ pub enum ScheduleCommand {
 }
 
 pub async fn run(args: ScheduleArgs) -> ExitCode {
-    let Some(token) = args.token.clone().filter(|t| !t.trim().is_empty()) else {
-        eprintln!("error: no API token: pass --token or set CLAWHIVE_TOKEN (`clawhive up` prints one)");
-        return ExitCode::from(2);
-    };
-    let Ok(auth) = format!("Bearer {}", token.trim()).parse::<MetadataValue<Ascii>>() else {
-        eprintln!("error: the token contains characters not allowed in a header");
-        return ExitCode::from(2);
-    };
-    let endpoint = match Endpoint::from_shared(args.addr.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: invalid --addr {:?}: {e}", args.addr);
+    let (channel, auth) = match crate::grpc::connect(&args.addr, args.token.as_deref()) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("error: {reason}");
             return ExitCode::from(2);
         }
     };
-    let client = SchedulesClient::new(endpoint.connect_lazy());
+    let client = SchedulesClient::new(channel);
     match call(client, &auth, args.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(m)) => {
