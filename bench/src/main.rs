@@ -69,6 +69,9 @@ struct Cli {
     /// after the warm-up and dumped after the measured phase, into `<DIR>/<process>.<pid>.out.1`.
     #[arg(long, global = true, value_name = "DIR")]
     callgrind: Option<PathBuf>,
+    /// Extra environment for the service processes, e.g. `TOKIO_WORKER_THREADS=1` (repeatable).
+    #[arg(long = "service-env", value_name = "KEY=VALUE", value_parser = parse_env, global = true)]
+    service_env: Vec<(String, String)>,
     /// Free text stored with the result (e.g. "machine shared with two cargo builds").
     #[arg(long, default_value = "", global = true)]
     note: String,
@@ -91,6 +94,13 @@ enum Cmd {
     },
     /// Prints one Markdown table of result JSON files.
     Report { files: Vec<PathBuf> },
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -134,6 +144,7 @@ async fn run(cli: Cli, load: Load) -> anyhow::Result<()> {
         rust_log: cli.rust_log.clone(),
         prebuilt: cli.prebuilt,
         callgrind: cli.callgrind.clone(),
+        service_env: cli.service_env.clone(),
     };
     eprintln!("starting the {:?} target ({} worker(s))…", cli.mode, cli.workers);
     let target = Target::start(&settings).await?;

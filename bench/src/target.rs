@@ -35,6 +35,8 @@ pub struct Settings {
     pub prebuilt: bool,
     /// Run the gateway, the workers (or `clawhive up`) under `valgrind --tool=callgrind`, profiles in this directory.
     pub callgrind: Option<PathBuf>,
+    /// Extra environment of the service processes (`--service-env K=V`).
+    pub service_env: Vec<(String, String)>,
 }
 
 /// One process of the system under test.
@@ -51,7 +53,7 @@ pub struct Target {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub procs: Vec<Proc>,
-    pub llm: FakeLlm,
+    pub llm: OwnThreadLlm,
     // Dropped in reverse order of start: services first, then the servers.
     children: Vec<ServiceProcess>,
     _redis: Option<RedisServer>,
@@ -79,14 +81,69 @@ impl Target {
     }
 }
 
+/// The fake LLM on a thread of its own with a single-threaded runtime, as a
+/// real provider runs elsewhere: its answers do not wait for the load
+/// generator's threads, and the load generator does not wait for it.
+pub struct OwnThreadLlm {
+    llm: Option<FakeLlm>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OwnThreadLlm {
+    fn start() -> anyhow::Result<OwnThreadLlm> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("fake-llm".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("fake LLM runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let _ = ready_tx.send(Ok(FakeLlm::start().await));
+                let _ = stopped.await;
+            });
+        })?;
+        let llm = ready_rx.recv().context("the fake LLM thread ended before it started")??;
+        Ok(OwnThreadLlm { llm: Some(llm), stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn openai_base_url(&self) -> String {
+        self.llm.as_ref().map(FakeLlm::openai_base_url).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnThreadLlm {
+    fn drop(&mut self) {
+        // The fake stops serving when its handle drops; then its runtime ends.
+        self.llm.take();
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The services' environment: `base` plus `--service-env`.
+fn service_env(s: &Settings, base: &[(&'static str, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = base.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    env.extend(s.service_env.iter().cloned());
+    env
+}
+
 /// Spawns a service binary, under callgrind when asked (`<dir>/<tag>.<pid>.out`, dumped by [`callgrind_control`]).
 fn spawn_service(
     s: &Settings,
     bin: &Path,
     tag: &str,
     args: &[&str],
-    env: &[(&str, String)],
+    env: &[(String, String)],
 ) -> anyhow::Result<ServiceProcess> {
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let env = env.as_slice();
     let Some(dir) = &s.callgrind else { return ServiceProcess::spawn(bin, args, env) };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let out = format!("--callgrind-out-file={}/{tag}.%p.out", dir.display());
@@ -122,7 +179,7 @@ fn config_toml(
     redis_url: &str,
     grpc: SocketAddr,
     http: SocketAddr,
-    llm: &FakeLlm,
+    llm: &OwnThreadLlm,
 ) -> String {
     format!(
         r#"
@@ -200,7 +257,7 @@ async fn start_cluster(s: &Settings) -> anyhow::Result<Target> {
             .await??;
     let nats = tokio::task::spawn_blocking(NatsServer::start).await?.context("starting nats-server")?;
     let redis = tokio::task::spawn_blocking(RedisServer::start).await?.context("starting redis-server")?;
-    let llm = FakeLlm::start().await;
+    let llm = OwnThreadLlm::start()?;
     let grpc_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let http_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let config_path =
@@ -209,7 +266,7 @@ async fn start_cluster(s: &Settings) -> anyhow::Result<Target> {
     let store_cfg = clawhive_core::config::StoreConfig { redis_url: redis.url(), ..Default::default() };
     let store = clawhive_store::RedisStore::connect(&store_cfg).await.context("connecting to redis")?;
     seed_bench_user(&store).await?;
-    let env = [("RUST_LOG", s.rust_log.clone())];
+    let env = service_env(s, &[("RUST_LOG", s.rust_log.clone())]);
 
     let mut procs = Vec::new();
     for (pid, comm) in crate::sys::children() {
@@ -250,7 +307,7 @@ async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
     let prebuilt = s.prebuilt;
     const NEEDS: &str = "embedded mode needs clawhive up with embedded adapters";
     let up_bin = tokio::task::spawn_blocking(move || build("clawhive", "clawhive", prebuilt)).await??;
-    let llm = FakeLlm::start().await;
+    let llm = OwnThreadLlm::start()?;
     let grpc_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let http_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     // Unused by embedded adapters; unreachable on purpose so a non-embedded `up --external` fails loudly.
@@ -280,7 +337,8 @@ async fn start_embedded(s: &Settings) -> anyhow::Result<Target> {
         "--http-addr",
         &http,
     ];
-    let env = [("RUST_LOG", s.rust_log.clone()), ("CLAWHIVE_DATA_DIR", data_dir.display().to_string())];
+    let env =
+        service_env(s, &[("RUST_LOG", s.rust_log.clone()), ("CLAWHIVE_DATA_DIR", data_dir.display().to_string())]);
     let t0 = Instant::now();
     let up = spawn_service(s, &up_bin, "clawhive-up", &args, &env)?;
     let ready = wait_readyz(http_addr, t0, &up).await;

@@ -54,6 +54,13 @@ impl Subjects {
         format!("{}.reply.session.{}", self.ns, tenant)
     }
 
+    /// Identity changes every gateway must hear (a token revoked, a user
+    /// deleted; the payload names the tenant): `clawhive.control.identity`.
+    /// Core NATS, not a stream: a gateway that misses one relies on its cache TTL.
+    pub fn identity_changed(&self) -> String {
+        format!("{}.control.identity", self.ns)
+    }
+
     /// `clawhive.audit.<tenant>`
     pub fn audit(&self, tenant: &TenantId) -> String {
         format!("{}.audit.{}", self.ns, tenant)

@@ -103,6 +103,11 @@ pub struct StoreConfig {
     pub history_limit: usize,
     /// How long a committed turn's reply is kept for idempotent re-sends.
     pub turn_record_ttl_secs: u64,
+    /// `clawhive up`'s embedded store: turns commit at once and reach the disk
+    /// (one fsync for all of them) within this many ms, like Redis'
+    /// `appendfsync everysec`; a crash loses at most that window. 0: every turn
+    /// waits for its own fsync.
+    pub embedded_flush_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -112,6 +117,7 @@ impl Default for StoreConfig {
             key_prefix: "ch".into(),
             history_limit: 200,
             turn_record_ttl_secs: 7 * 24 * 3600,
+            embedded_flush_ms: 100,
         }
     }
 }
@@ -131,6 +137,13 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Agent used when a request names none.
     pub default_agent: String,
+    /// How long a resolved API token is remembered (0: ask the identity store on
+    /// every call). Revocations through the Admin API take effect at once on
+    /// every gateway that hears the bus broadcast; this bounds it otherwise.
+    pub auth_cache_ms: u64,
+    /// How long a session seen writable by a user skips the gateway's
+    /// ownership lookup (0: never); the worker checks ownership on every turn.
+    pub session_cache_ms: u64,
     /// Removed: static tokens. Users and API tokens live in the identity store;
     /// a file that still has `[[gateway.tokens]]` is refused with a pointer to the Admin API.
     #[serde(default, skip_serializing)]
@@ -148,6 +161,8 @@ impl Default for GatewayConfig {
             max_timeout_ms: 600_000,
             request_timeout_ms: 10_000,
             default_agent: "default".into(),
+            auth_cache_ms: 5_000,
+            session_cache_ms: 300_000,
             tokens: None,
         }
     }
@@ -165,11 +180,22 @@ pub struct WorkerConfig {
     pub lease_wait_ms: u64,
     /// Grace period for in-flight turns on shutdown; the rest are handed back.
     pub drain_timeout_ms: u64,
+    /// Streaming: the first piece of a reply goes out at once, later pieces at
+    /// most this often (what arrives meanwhile is sent as one delta); 0 sends
+    /// every piece as the model streams it.
+    pub delta_interval_ms: u64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { concurrency: 16, max_steps: 8, lease_ttl_ms: 30_000, lease_wait_ms: 20_000, drain_timeout_ms: 20_000 }
+        Self {
+            concurrency: 16,
+            max_steps: 8,
+            lease_ttl_ms: 30_000,
+            lease_wait_ms: 20_000,
+            drain_timeout_ms: 20_000,
+            delta_interval_ms: 50,
+        }
     }
 }
 

@@ -110,7 +110,12 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     /// The principal behind a presented token; `None` when the token is unknown,
     /// revoked, expired, or its user was deleted.
-    async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError>;
+    async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        Ok(self.resolve_token_with_expiry(token).await?.map(|r| r.principal))
+    }
+
+    /// [`IdentityStore::resolve_token`], with the token's expiry (for callers that remember it).
+    async fn resolve_token_with_expiry(&self, token: &str) -> Result<Option<ResolvedToken>, StoreError>;
 
     /// Revokes a token of `tenant`. `false` if the tenant has no such token.
     async fn revoke_token(&self, tenant: &TenantId, token_id: &str) -> Result<bool, StoreError>;
@@ -200,6 +205,14 @@ impl StoredToken {
     pub(crate) fn usable_by(&self, user: &StoredUser, now_ms: i64) -> bool {
         !self.revoked && self.incarnation == user.incarnation && self.expires_at_unix_ms.is_none_or(|e| e > now_ms)
     }
+}
+
+/// A token that authenticates now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedToken {
+    pub principal: Principal,
+    /// When it stops authenticating, if it expires.
+    pub expires_at_unix_ms: Option<i64>,
 }
 
 /// The hash index entry: which tenant's token a hash belongs to.

@@ -39,11 +39,14 @@ pub mod schedules;
 pub mod secrets;
 
 pub use embedded::EmbeddedStore;
-pub use identity::{IdentityStore, IssuedToken, TokenInfo, UserRecord};
+pub use identity::{IdentityStore, IssuedToken, ResolvedToken, TokenInfo, UserRecord};
 pub use jobs::{JobEdit, Jobs, NewJob};
 pub use markers::MarkerStore;
 pub use pairing::{Pairing, PairingStore, approve_pairing};
-pub use port::{CommitOutcome, DailyUsage, Lease, PolicyDoc, SessionStore, StoreError, StoredReply, TurnRecord};
+pub use port::{
+    BeginTurn, CommitOutcome, DailyUsage, Lease, PolicyDoc, SessionStore, StoreError, StoredReply, TurnRecord,
+    TurnStart, TurnState,
+};
 pub use redis_store::RedisStore;
 pub use schedules::{ScheduleStore, UpdateOutcome};
 pub use secrets::{SecretInfo, SecretScope, SecretStore, SecretValue, SecretVault};

@@ -79,6 +79,38 @@ pub enum CommitOutcome {
     Fenced,
 }
 
+/// What [`SessionStore::begin_turn`] is asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct BeginTurn<'a> {
+    pub key: &'a SessionKey,
+    /// Who takes the lease (a worker instance id).
+    pub holder: &'a str,
+    pub ttl: Duration,
+    pub request_id: &'a RequestId,
+    /// The owner and agent of the session if this turn creates it.
+    pub owner: &'a UserId,
+    pub agent: &'a AgentId,
+    pub history_limit: usize,
+}
+
+/// A lease just taken, and what the turn starts from (read under it).
+#[derive(Debug)]
+pub struct TurnStart {
+    pub lease: Lease,
+    /// A failed read leaves the lease held: the caller releases it.
+    pub state: Result<TurnState, StoreError>,
+}
+
+/// The session as a turn finds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnState {
+    /// The reply already committed for this request id (a redelivery), if any.
+    pub committed: Option<StoredReply>,
+    pub meta: SessionMeta,
+    /// The newest messages, oldest first.
+    pub history: Vec<Message>,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Grants the lease if nobody holds it; `None` if somebody does.
@@ -88,6 +120,28 @@ pub trait SessionStore: Send + Sync + 'static {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
+
+    /// Takes the lease like [`SessionStore::try_acquire_lease`] and, if it was
+    /// free, reads what a turn starts from, as of the moment the lease was
+    /// taken: the committed reply of `request_id` (a redelivery), the session's
+    /// metadata (created for `owner` and `agent` if missing, as
+    /// [`SessionStore::ensure_session`]) and its newest `history_limit`
+    /// messages. Stores that can do this in one round trip override it.
+    async fn begin_turn(&self, begin: &BeginTurn<'_>) -> Result<Option<TurnStart>, StoreError> {
+        let Some(lease) = self.try_acquire_lease(begin.key, begin.holder, begin.ttl).await? else {
+            return Ok(None);
+        };
+        let (committed, meta, history) = tokio::join!(
+            self.committed_turn(begin.key, begin.request_id),
+            self.ensure_session(begin.key, begin.owner, begin.agent),
+            self.history(begin.key, begin.history_limit),
+        );
+        let state = match (committed, meta, history) {
+            (Ok(committed), Ok(meta), Ok(history)) => Ok(TurnState { committed, meta, history }),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
+        Ok(Some(TurnStart { lease, state }))
+    }
 
     /// Extends a lease we still hold; `false` if it expired or was taken over.
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
@@ -116,6 +170,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Appends the turn's messages, stores its reply and updates the metadata,
     /// atomically, if `lease` is still current and the request id is new.
     async fn commit_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError>;
+
+    /// [`SessionStore::commit_turn`], then the lease ends unless the commit was
+    /// fenced (in one round trip where the store can): the next turn of the
+    /// session never waits for a lease whose turn is already committed.
+    async fn finish_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError> {
+        let outcome = self.commit_turn(lease, turn).await?;
+        if outcome != CommitOutcome::Fenced {
+            self.release_lease(lease).await?;
+        }
+        Ok(outcome)
+    }
 
     /// Sessions owned by `owner` in `tenant`, most recently updated first.
     async fn list_sessions(&self, tenant: &TenantId, owner: &UserId) -> Result<Vec<SessionMeta>, StoreError>;

@@ -20,7 +20,9 @@ mod scripts;
 mod secrets;
 
 use crate::port::DailyUsage;
-use crate::port::{CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
+use crate::port::{
+    BeginTurn, CommitOutcome, Lease, SessionStore, StoreError, StoredReply, TurnRecord, TurnStart, TurnState, check_day,
+};
 use async_trait::async_trait;
 use clawhive_core::chat::Message;
 use clawhive_core::config::{StoreConfig, redact_url};
@@ -100,26 +102,90 @@ impl RedisStore {
         })
     }
 
+    /// The commit script; with `release`, a commit (or a duplicate) also ends the lease.
+    async fn commit(&self, lease: &Lease, turn: &TurnRecord, release: bool) -> Result<CommitOutcome, StoreError> {
+        let k = self.keys.session(&lease.key);
+        let turn_key = k.turn(&turn.request_id);
+        let encode = |what: &str, e: serde_json::Error| codec::corrupt(&turn_key, format!("cannot encode {what}: {e}"));
+        let reply = serde_json::to_string(&turn.reply).map_err(|e| encode("the reply", e))?;
+        let messages = turn
+            .messages
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| encode("a message", e))?;
+        let mut call = self.scripts.commit.key(k.lease());
+        call.key(&turn_key).key(k.history()).key(k.meta());
+        call.arg(lease.token)
+            .arg(reply)
+            .arg(self.turn_ttl_secs)
+            .arg(turn.user.as_str())
+            .arg(turn.agent.as_str())
+            .arg(now_unix_ms())
+            .arg(if release { "1" } else { "0" })
+            .arg(messages);
+        let result: Vec<String> = call.invoke_async(&mut self.con.clone()).await.map_err(failed("commit turn"))?;
+        let result: Vec<&str> = result.iter().map(String::as_str).collect();
+        let (outcome, owner, updated) = match result.as_slice() {
+            ["fenced"] => {
+                tracing::debug!(session = %lease.key, token = lease.token, "Commit refused: the lease was taken over.");
+                return Ok(CommitOutcome::Fenced);
+            }
+            ["dup", reply, owner, updated] => {
+                (CommitOutcome::AlreadyCommitted(codec::reply(&turn_key, reply)?), *owner, *updated)
+            }
+            ["ok", owner, updated] => (CommitOutcome::Committed, *owner, *updated),
+            ["corrupt", reason] => return Err(StoreError::Corrupt((*reason).to_string())),
+            other => return Err(codec::corrupt(&turn_key, format!("unexpected commit script reply {other:?}"))),
+        };
+        let updated =
+            updated.parse().map_err(|e| codec::corrupt(&k.meta(), format!("updated_unix_ms {updated:?}: {e}")))?;
+        // The turn is durable now. The index only orders the owner's session list (the
+        // session was indexed when it was created), so its update goes out on its own,
+        // off the turn's path; a failure must not turn the commit into an error the
+        // caller would retry, and the next commit repairs it.
+        let mut index = Box::pin(self.index(&lease.key.tenant, owner, &lease.key.session, updated));
+        // Polled once here, the command is queued on the connection ahead of anything
+        // this store sends later (a list right after the commit sees it); the reply is
+        // awaited on its own.
+        let session = lease.key.clone();
+        let warn = move |e: StoreError| {
+            tracing::warn!(%session, error = %e, "Turn committed but the session index was not updated.");
+        };
+        match std::future::poll_fn(|cx| std::task::Poll::Ready(index.as_mut().poll(cx))).await {
+            std::task::Poll::Ready(Err(e)) => warn(e),
+            std::task::Poll::Ready(Ok(())) => {}
+            std::task::Poll::Pending => {
+                tokio::spawn(async move {
+                    if let Err(e) = index.await {
+                        warn(e);
+                    }
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Adds (or moves up) `session` in `owner`'s index; never lowers its score.
-    async fn index(
+    /// The returned future owns what it needs, so it can run on its own.
+    fn index(
         &self,
         tenant: &TenantId,
         owner: &str,
         session: &SessionId,
         updated_ms: i64,
-    ) -> Result<(), StoreError> {
-        let Ok(owner) = UserId::new(owner) else {
-            // The meta vanished between the script and now, or is corrupt; nothing to index.
-            return Ok(());
-        };
-        cmd("ZADD")
-            .arg(self.keys.user_sessions(tenant, &owner))
-            .arg("GT")
-            .arg(updated_ms)
-            .arg(session.as_str())
-            .exec_async(&mut self.con.clone())
-            .await
-            .map_err(failed("ZADD session index"))
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let zadd = UserId::new(owner).ok().map(|owner| {
+            let mut zadd = cmd("ZADD");
+            zadd.arg(self.keys.user_sessions(tenant, &owner)).arg("GT").arg(updated_ms).arg(session.as_str());
+            zadd
+        });
+        let mut con = self.con.clone();
+        async move {
+            // No valid owner: the meta vanished between the script and now, or is corrupt; nothing to index.
+            let Some(zadd) = zadd else { return Ok(()) };
+            zadd.exec_async(&mut con).await.map_err(failed("ZADD session index"))
+        }
     }
 }
 
@@ -142,6 +208,53 @@ impl SessionStore for RedisStore {
             .await
             .map_err(failed("acquire lease"))?;
         Ok(token.map(|token| Lease { key: key.clone(), holder: holder.to_string(), token }))
+    }
+
+    async fn begin_turn(&self, begin: &BeginTurn<'_>) -> Result<Option<TurnStart>, StoreError> {
+        let k = self.keys.session(begin.key);
+        let (meta_key, history_key, turn_key) = (k.meta(), k.history(), k.turn(begin.request_id));
+        // Lua's GET of a missing key is `false`, which Redis returns as nil.
+        type Reply = Option<(u64, Option<String>, Vec<Option<String>>, i64, Vec<String>)>;
+        let reply: Reply = self
+            .scripts
+            .begin
+            .key(k.lease())
+            .key(k.fence())
+            .key(&turn_key)
+            .key(&meta_key)
+            .key(&history_key)
+            .arg(millis(begin.ttl))
+            .arg(begin.owner.as_str())
+            .arg(begin.agent.as_str())
+            .arg(now_unix_ms())
+            .arg(begin.history_limit)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("begin turn"))?;
+        let Some((token, committed, fields, created, entries)) = reply else { return Ok(None) };
+        let lease = Lease { key: begin.key.clone(), holder: begin.holder.to_string(), token };
+        let state = (|| {
+            let committed = committed.map(|json| codec::reply(&turn_key, &json)).transpose()?;
+            let meta = codec::meta(begin.key, &meta_key, fields)?
+                .ok_or_else(|| codec::corrupt(&meta_key, "missing right after creation"))?;
+            let history = entries
+                .iter()
+                .enumerate()
+                .map(|(i, json)| codec::message(&history_key, i, json))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(TurnState { committed, meta, history })
+        })();
+        let state = match state {
+            Ok(state) if created == 1 => {
+                // A session created here is indexed now, as by ensure_session.
+                let meta = &state.meta;
+                self.index(&begin.key.tenant, meta.owner.as_str(), &begin.key.session, meta.updated_unix_ms)
+                    .await
+                    .map(|()| state)
+            }
+            other => other,
+        };
+        Ok(Some(TurnStart { lease, state }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
@@ -238,47 +351,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn commit_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError> {
-        let k = self.keys.session(&lease.key);
-        let turn_key = k.turn(&turn.request_id);
-        let encode = |what: &str, e: serde_json::Error| codec::corrupt(&turn_key, format!("cannot encode {what}: {e}"));
-        let reply = serde_json::to_string(&turn.reply).map_err(|e| encode("the reply", e))?;
-        let messages = turn
-            .messages
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| encode("a message", e))?;
-        let mut call = self.scripts.commit.key(k.lease());
-        call.key(&turn_key).key(k.history()).key(k.meta());
-        call.arg(lease.token)
-            .arg(reply)
-            .arg(self.turn_ttl_secs)
-            .arg(turn.user.as_str())
-            .arg(turn.agent.as_str())
-            .arg(now_unix_ms())
-            .arg(messages);
-        let result: Vec<String> = call.invoke_async(&mut self.con.clone()).await.map_err(failed("commit turn"))?;
-        let result: Vec<&str> = result.iter().map(String::as_str).collect();
-        let (outcome, owner, updated) = match result.as_slice() {
-            ["fenced"] => {
-                tracing::debug!(session = %lease.key, token = lease.token, "Commit refused: the lease was taken over.");
-                return Ok(CommitOutcome::Fenced);
-            }
-            ["dup", reply, owner, updated] => {
-                (CommitOutcome::AlreadyCommitted(codec::reply(&turn_key, reply)?), *owner, *updated)
-            }
-            ["ok", owner, updated] => (CommitOutcome::Committed, *owner, *updated),
-            ["corrupt", reason] => return Err(StoreError::Corrupt((*reason).to_string())),
-            other => return Err(codec::corrupt(&turn_key, format!("unexpected commit script reply {other:?}"))),
-        };
-        let updated =
-            updated.parse().map_err(|e| codec::corrupt(&k.meta(), format!("updated_unix_ms {updated:?}: {e}")))?;
-        // The turn is durable now; a failed index update must not turn it into an error
-        // the caller would retry. The next commit repairs the index.
-        if let Err(e) = self.index(&lease.key.tenant, owner, &lease.key.session, updated).await {
-            tracing::warn!(session = %lease.key, error = %e, "Turn committed but the session index was not updated.");
-        }
-        Ok(outcome)
+        self.commit(lease, turn, false).await
+    }
+
+    async fn finish_turn(&self, lease: &Lease, turn: &TurnRecord) -> Result<CommitOutcome, StoreError> {
+        self.commit(lease, turn, true).await
     }
 
     async fn list_sessions(&self, tenant: &TenantId, owner: &UserId) -> Result<Vec<SessionMeta>, StoreError> {

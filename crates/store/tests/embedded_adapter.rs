@@ -46,6 +46,55 @@ async fn sessions_survive_closing_and_reopening_the_file() {
     assert_eq!(store.session_meta(&k).await.unwrap().unwrap().message_count, 4);
 }
 
+/// Opens `path`, waiting out a flusher thread that may still be closing the
+/// previous handle (it holds the file for one fsync at most).
+async fn reopen(path: &std::path::Path, flush_every: Duration) -> EmbeddedStore {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedStore::open_with(path, Duration::from_secs(3600), flush_every) {
+            Ok(store) => return store,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "not yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot reopen {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Group commit (`store.embedded_flush_ms`): turns commit without waiting for
+/// the disk; the flusher makes them durable within the interval, and closing
+/// the store persists whatever is left.
+#[tokio::test]
+async fn group_commit_reaches_the_disk_within_the_interval_and_on_close() {
+    let dir = TempDir::new("embedded-group-commit");
+    let path = dir.path().join("sessions.redb");
+    let k = key("acme", "s1");
+    let store = reopen(&path, Duration::from_millis(50)).await;
+    let l = lease(&store, &k).await;
+    assert_eq!(store.commit_turn(&l, &turn("r1", "alice", &["m1", "m2"])).await.unwrap(), CommitOutcome::Committed);
+    // Visible at once to readers of this store.
+    assert_eq!(contents(&store.history(&k, 10).await.unwrap()), ["m1", "m2"]);
+    // What a crash would leave: a copy of the file as it is while the store is open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = dir.path().join("snapshot.redb");
+    std::fs::copy(&path, &snapshot).unwrap();
+    {
+        let copy = reopen(&snapshot, Duration::ZERO).await;
+        assert_eq!(contents(&copy.history(&k, 10).await.unwrap()), ["m1", "m2"], "flushed within the interval");
+    }
+
+    // A long interval: the turn is only in memory and the page cache until close.
+    drop(store);
+    let store = reopen(&path, Duration::from_secs(3600)).await;
+    let l = store.try_acquire_lease(&k, "w", LONG).await.unwrap().unwrap();
+    store.commit_turn(&l, &turn("r2", "alice", &["m3"])).await.unwrap();
+    drop(store);
+    let store = reopen(&path, Duration::ZERO).await;
+    assert_eq!(contents(&store.history(&k, 10).await.unwrap()), ["m1", "m2", "m3"], "persisted on close");
+    store.flush().await.unwrap();
+}
+
 #[tokio::test]
 async fn fencing_tokens_keep_growing_across_restarts() {
     let dir = TempDir::new("embedded-fence");

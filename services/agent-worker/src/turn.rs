@@ -1,9 +1,10 @@
 //! One delivery, from decode to ack.
 //!
-//! Order matters: lease → committed-turn check → loop → fenced commit →
-//! durable reply → release → ack. A crash anywhere before the ack leaves the
-//! request to be redelivered; the committed-turn record makes that retry
-//! re-send the stored reply instead of running the turn again.
+//! Order matters: lease (with the session read under it, one store round trip)
+//! → committed-turn check → loop → fenced commit, which also ends the lease →
+//! durable reply → ack. A crash anywhere before the ack leaves the request to
+//! be redelivered; the committed-turn record makes that retry re-send the
+//! stored reply instead of running the turn again.
 
 use crate::agent_loop::{LoopInput, run_loop};
 use crate::keepalive::Keepalive;
@@ -14,7 +15,7 @@ use clawhive_bus::envelope::{decode_request, trace_of};
 use clawhive_core::chat::Message;
 use clawhive_core::{AgentId, ClawError, ErrorCode, Principal, RequestId, SessionId, SessionKey};
 use clawhive_proto::v1 as pb;
-use clawhive_store::{CommitOutcome, Lease, StoredReply, TurnRecord};
+use clawhive_store::{BeginTurn, CommitOutcome, Lease, StoredReply, TurnRecord, TurnStart, TurnState};
 use clawhive_telemetry::TraceContext;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,9 +206,9 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
 
     // Turns of one session never run concurrently: wait for the lease, heartbeating.
     // The allowed access's audit record (a durable publish) goes out meanwhile.
-    let ((), lease) = tokio::join!(guard.audit_agent_access(&access), acquire_lease(ctx, delivery, &turn));
-    let lease = match lease {
-        Ok(Some(l)) => l,
+    let ((), start) = tokio::join!(guard.audit_agent_access(&access), begin(ctx, delivery, &turn));
+    let TurnStart { lease, state } = match start {
+        Ok(Some(s)) => s,
         Ok(None) => return Disposition::Nak(Duration::from_millis(500)),
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable while taking the lease");
@@ -221,26 +222,38 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
         Duration::from_millis(cfg.bus.ack_wait_ms),
         Duration::from_millis(cfg.worker.lease_ttl_ms),
     );
-    let disposition = run_leased(ctx, delivery, &turn, &agent_cfg, &lease, &keepalive).await;
+    let (disposition, lease_ended) = match state {
+        Ok(state) => run_leased(ctx, delivery, &turn, &agent_cfg, &lease, &keepalive, state).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable");
+            (Disposition::Nak(Duration::from_secs(1)), false)
+        }
+    };
     drop(keepalive);
-    if let Err(e) = ctx.store.release_lease(&lease).await {
+    if !lease_ended && let Err(e) = ctx.store.release_lease(&lease).await {
         tracing::warn!(error = %e, "releasing the lease failed; it will expire");
     }
     disposition
 }
 
-async fn acquire_lease(
-    ctx: &Ctx,
-    delivery: &Delivery,
-    turn: &Turn,
-) -> Result<Option<Lease>, clawhive_store::StoreError> {
-    let ttl = Duration::from_millis(ctx.config.worker.lease_ttl_ms);
+/// Waits (heartbeating) until the session's lease is free, takes it and reads
+/// the session under it, in one store round trip per attempt.
+async fn begin(ctx: &Ctx, delivery: &Delivery, turn: &Turn) -> Result<Option<TurnStart>, clawhive_store::StoreError> {
+    let begin = BeginTurn {
+        key: &turn.key,
+        holder: &ctx.instance_id,
+        ttl: Duration::from_millis(ctx.config.worker.lease_ttl_ms),
+        request_id: &turn.request_id,
+        owner: &turn.principal.user,
+        agent: &turn.agent,
+        history_limit: ctx.config.store.history_limit,
+    };
     let give_up = (Instant::now() + Duration::from_millis(ctx.config.worker.lease_wait_ms)).min(turn.deadline);
     let mut last_beat = Instant::now();
     let mut pause = Duration::from_millis(10);
     loop {
-        if let Some(l) = ctx.store.try_acquire_lease(&turn.key, &ctx.instance_id, ttl).await? {
-            return Ok(Some(l));
+        if let Some(start) = ctx.store.begin_turn(&begin).await? {
+            return Ok(Some(start));
         }
         if Instant::now() >= give_up {
             tracing::info!("session busy; handing the request back for later");
@@ -262,46 +275,22 @@ async fn run_leased(
     agent_cfg: &clawhive_core::config::AgentConfig,
     lease: &Lease,
     keepalive: &Keepalive,
-) -> Disposition {
+    state: TurnState,
+) -> (Disposition, bool) {
+    let kept = |d: Disposition| (d, false);
     let store = &ctx.store;
-    // Three independent reads in one round trip (the store pipelines concurrent calls).
-    let (committed, meta, history) = tokio::join!(
-        store.committed_turn(&turn.key, &turn.request_id),
-        store.ensure_session(&turn.key, &turn.principal.user, &turn.agent),
-        store.history(&turn.key, ctx.config.store.history_limit),
-    );
+    let TurnState { committed, meta, history } = state;
     // A redelivery of a turn already committed: re-send, never re-run.
-    match committed {
-        Ok(Some(stored)) => {
-            tracing::info!("turn already committed; re-sending the stored reply");
-            return publish_stored(ctx, turn, &stored).await;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable");
-            return Disposition::Nak(Duration::from_secs(1));
-        }
+    if let Some(stored) = committed {
+        tracing::info!("turn already committed; re-sending the stored reply");
+        return kept(publish_stored(ctx, turn, &stored).await);
     }
-    let meta = match meta {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable");
-            return Disposition::Nak(Duration::from_secs(1));
-        }
-    };
     if !meta.writable_by(&turn.principal) {
         // Defence in depth: the ingress checks too. Same answer as an unknown session.
         tracing::warn!(owner = %meta.owner, user = %turn.principal.user, "request for another user's session refused");
         let err = ClawError::not_found(format!("session {} not found", turn.key.session));
-        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+        return kept(reply_error_only(ctx, &turn.raw, &err, turn.trace).await);
     }
-    let history = match history {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable");
-            return Disposition::Nak(Duration::from_secs(1));
-        }
-    };
 
     let mut user_message = Message::user(turn.raw.text.clone());
     user_message.request_id = Some(turn.request_id.to_string());
@@ -319,9 +308,9 @@ async fn run_leased(
         deltas.finish().await;
         if err.code.is_transient() {
             tracing::warn!(error = %err, "store unavailable");
-            return Disposition::Nak(Duration::from_secs(1));
+            return kept(Disposition::Nak(Duration::from_secs(1)));
         }
-        return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
+        return kept(reply_error_only(ctx, &turn.raw, &err, turn.trace).await);
     }
     let outcome = run_loop(
         &ctx.llm,
@@ -367,7 +356,7 @@ async fn run_leased(
             let attempts_left = delivery.attempt < ctx.config.bus.max_attempts as u64;
             if err.code.is_transient() && attempts_left && Instant::now() < turn.deadline {
                 tracing::warn!(error = %err, "turn failed transiently; handing it back for a retry");
-                return Disposition::Nak(Duration::from_millis(500 * delivery.attempt));
+                return kept(Disposition::Nak(Duration::from_millis(500 * delivery.attempt)));
             }
             tracing::warn!(error = %err, "turn failed; replying with the error");
             clawhive_telemetry::metrics::error("agent-worker", err.code.as_str());
@@ -391,23 +380,26 @@ async fn run_leased(
     if keepalive.lease_lost() {
         tracing::warn!("lease lost during the turn; another worker owns the session now");
     }
-    match store.commit_turn(lease, &record).await {
+    // The commit ends the lease too: the session's next turn can start while this
+    // reply is on its way (a failed publish is retried by redelivery, which finds
+    // the committed reply).
+    match store.finish_turn(lease, &record).await {
         Ok(CommitOutcome::Committed) => {
             tracing::info!(model = %record.reply.model, input_tokens = record.reply.usage.input_tokens,
                 output_tokens = record.reply.usage.output_tokens, failed = record.reply.error.is_some(), "turn committed");
             // Usage and the reply are independent: neither waits for the other.
             let ((), disposition) =
                 tokio::join!(count_usage(ctx, turn, &record.reply), publish_stored(ctx, turn, &record.reply));
-            disposition
+            (disposition, true)
         }
-        Ok(CommitOutcome::AlreadyCommitted(stored)) => publish_stored(ctx, turn, &stored).await,
+        Ok(CommitOutcome::AlreadyCommitted(stored)) => (publish_stored(ctx, turn, &stored).await, true),
         Ok(CommitOutcome::Fenced) => {
             tracing::warn!("commit fenced: the lease was taken over; handing the request back");
-            Disposition::Nak(Duration::from_millis(200))
+            (Disposition::Nak(Duration::from_millis(200)), true)
         }
         Err(e) => {
             tracing::warn!(error = %e, "commit failed; handing the request back");
-            Disposition::Nak(Duration::from_secs(1))
+            kept(Disposition::Nak(Duration::from_secs(1)))
         }
     }
 }

@@ -214,6 +214,13 @@ pub async fn run_observed(
 }
 
 /// Publishes streaming deltas in order from a synchronous callback.
+///
+/// The first piece goes out at once (time to first token is what a reader
+/// notices); after that, pieces arriving within `worker.delta_interval_ms` of
+/// the last send are joined into one delta. A model streaming a token every
+/// few tens of milliseconds is forwarded token by token; a burst (a fast model,
+/// a buffered network read) costs one bus message and one client frame, not one
+/// per token.
 pub(crate) struct DeltaForwarder {
     tx: Option<mpsc::UnboundedSender<String>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -224,7 +231,7 @@ impl DeltaForwarder {
         if !req.stream_deltas || ctx.envelopes.delta_subject(req.reply_route.as_ref()).is_none() {
             return Self { tx: None, task: None };
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, rx) = mpsc::unbounded_channel::<String>();
         let envelopes = ctx.envelopes.clone();
         let route = req.reply_route.clone();
         let request_id = req.request_id.clone();
@@ -232,15 +239,21 @@ impl DeltaForwarder {
             Some(pb::reply_route::Target::Gateway(g)) => g.call_id.clone(),
             _ => String::new(),
         };
+        let interval = Duration::from_millis(ctx.config.worker.delta_interval_ms);
         let task = tokio::spawn(async move {
             let mut seq = 0u32;
-            while let Some(text) = rx.recv().await {
+            let send = |text: String| {
                 seq += 1;
                 let delta = pb::ReplyDelta { request_id: request_id.clone(), call_id: call_id.clone(), seq, text };
-                if let Err(e) = envelopes.publish_delta(route.as_ref(), &delta, Some(&trace)).await {
-                    tracing::debug!(error = %e, "delta not published");
+                let envelopes = envelopes.clone();
+                let route = route.clone();
+                async move {
+                    if let Err(e) = envelopes.publish_delta(route.as_ref(), &delta, Some(&trace)).await {
+                        tracing::debug!(error = %e, "delta not published");
+                    }
                 }
-            }
+            };
+            coalesce(rx, interval, send).await;
         });
         Self { tx: Some(tx), task: Some(task) }
     }
@@ -259,5 +272,106 @@ impl DeltaForwarder {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+    }
+}
+
+/// Reads pieces from `rx` until it closes and hands them to `send`: the first
+/// piece alone at once, later ones no more often than every `interval`, joined;
+/// whatever is pending when `rx` closes is sent then.
+async fn coalesce<F, Fut>(mut rx: mpsc::UnboundedReceiver<String>, interval: Duration, mut send: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(first) = rx.recv().await else { return };
+    send(first).await;
+    let mut next_send = tokio::time::Instant::now() + interval;
+    while let Some(mut text) = rx.recv().await {
+        let mut open = true;
+        // Gather until the interval since the last send is over (or the stream ends).
+        loop {
+            while let Ok(more) = rx.try_recv() {
+                text.push_str(&more);
+            }
+            if tokio::time::Instant::now() >= next_send {
+                break;
+            }
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(more) => text.push_str(&more),
+                    None => {
+                        open = false;
+                        break;
+                    }
+                },
+                _ = tokio::time::sleep_until(next_send) => {}
+            }
+        }
+        send(text).await;
+        next_send = tokio::time::Instant::now() + interval;
+        if !open {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn collector() -> (Arc<Mutex<Vec<String>>>, impl FnMut(String) -> std::future::Ready<()>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let s = sent.clone();
+        (sent, move |t: String| {
+            s.lock().unwrap().push(t);
+            std::future::ready(())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_goes_out_as_the_first_piece_then_one_joined_delta() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for w in ["one ", "two ", "three ", "four"] {
+            tx.send(w.to_string()).unwrap();
+        }
+        drop(tx);
+        let (sent, send) = collector();
+        coalesce(rx, Duration::from_millis(50), send).await;
+        assert_eq!(sent.lock().unwrap().clone(), vec!["one ", "two three four"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_pieces_go_out_one_by_one_and_the_tail_is_flushed_at_the_end() {
+        let (tx, rx) = mpsc::unbounded_channel::<String>();
+        let (sent, send) = collector();
+        let task = tokio::spawn(coalesce(rx, Duration::from_millis(50), send));
+        tx.send("a".into()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send("b".into()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Two pieces 10 ms apart, right after a send: joined.
+        tx.send("c".into()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx.send("d".into()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx.send("e".into()).unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(sent.lock().unwrap().clone(), vec!["a", "b", "c", "de"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_interval_sends_every_piece() {
+        let (tx, rx) = mpsc::unbounded_channel::<String>();
+        let (sent, send) = collector();
+        let task = tokio::spawn(coalesce(rx, Duration::ZERO, send));
+        for w in ["x", "y", "z"] {
+            tx.send(w.into()).unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(sent.lock().unwrap().clone(), vec!["x", "y", "z"]);
     }
 }

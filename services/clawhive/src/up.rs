@@ -154,7 +154,8 @@ async fn adapters(cfg: &Config, backend: Backend, dir: &Path) -> anyhow::Result<
         Backend::Embedded => {
             let path = dir.join("sessions.redb");
             let ttl = Duration::from_secs(cfg.store.turn_record_ttl_secs);
-            let store = clawhive_store::EmbeddedStore::open_with_turn_ttl(&path, ttl)
+            let flush = Duration::from_millis(cfg.store.embedded_flush_ms);
+            let store = clawhive_store::EmbeddedStore::open_with(&path, ttl, flush)
                 .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
             let store = Arc::new(store);
             let slack: SlackStores = (store.clone(), store.clone());

@@ -116,6 +116,7 @@ impl Admin for AdminService {
         if !self.gw.identity.delete_user(&tenant, &user).await.map_err(store)? {
             return Err(not_found(format!("no user {user}")));
         }
+        self.gw.identity_changed(&tenant).await;
         tracing::info!(tenant = %tenant, user = %user, "Admin API: user deleted, tokens revoked.");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
@@ -145,6 +146,7 @@ impl Admin for AdminService {
         if !self.gw.identity.revoke_token(&tenant, &token_id).await.map_err(store)? {
             return Err(not_found(format!("no token {token_id}")));
         }
+        self.gw.identity_changed(&tenant).await;
         tracing::info!(tenant = %tenant, token_id, "Admin API: token revoked.");
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }

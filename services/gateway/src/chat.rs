@@ -185,10 +185,13 @@ impl Gateway {
         }
         let agent = self.agent_for(who, &input.agent_id)?;
         let key = SessionKey::new(who.tenant.clone(), session.clone());
-        let meta = self.store.ensure_session(&key, &who.user, &agent).await.map_err(store_error)?;
-        if !meta.writable_by(who) {
-            self.audit_session_access(who, &meta, false, "may not post into another user's session").await;
-            return Err(not_found(session.as_str()));
+        if !self.sessions.writable(&key, &who.user) {
+            let meta = self.store.ensure_session(&key, &who.user, &agent).await.map_err(store_error)?;
+            if !meta.writable_by(who) {
+                self.audit_session_access(who, &meta, false, "may not post into another user's session").await;
+                return Err(not_found(session.as_str()));
+            }
+            self.sessions.remember_writable(&key, &who.user);
         }
 
         let request_id = match input.idempotency_key.as_deref().filter(|k| !k.is_empty()) {

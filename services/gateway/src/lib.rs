@@ -2,6 +2,8 @@
 //!
 //! Module map:
 //! - [`auth`]: `Authorization: Bearer <token>` → [`Principal`](clawhive_core::Principal), constant-time.
+//! - [`cache`]: resolved tokens and sessions known writable, with TTLs and
+//!   bus-broadcast invalidation.
 //! - [`fanin`]: one subscription each to this instance's reply and delta subjects,
 //!   routing by call id to the calls waiting here.
 //! - [`chat`]: the turn shared by both APIs: validate, publish the `AgentRequest`,
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod admin_pairing;
 pub mod admin_vault;
 pub mod auth;
+pub mod cache;
 pub mod chat;
 pub mod fanin;
 pub mod grpc;

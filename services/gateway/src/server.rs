@@ -116,7 +116,10 @@ pub async fn start_with(
         signer,
         secrets: deps.secrets,
         jobs,
+        tokens: crate::cache::TokenCache::new(Duration::from_millis(cfg.gateway.auth_cache_ms)),
+        sessions: crate::cache::SessionCache::new(Duration::from_millis(cfg.gateway.session_cache_ms)),
     });
+    let identity_task = crate::state::spawn_identity_listener(&gw).await?;
 
     // gRPC: the API, health, reflection.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -166,6 +169,7 @@ pub async fn start_with(
         })
         .await;
         fanin_task.abort();
+        identity_task.abort();
         match drained {
             Ok((g, h)) => {
                 g.map_err(|e| GatewayError::Serve(format!("gRPC server task: {e}")))?

@@ -82,6 +82,64 @@ async fn issued_tokens_authenticate_until_revoked() {
     env.stop().await;
 }
 
+/// Gateways remember resolved tokens (`gateway.auth_cache_ms`, 5 s by default);
+/// a revocation through one gateway reaches the others' caches over the bus.
+#[tokio::test]
+async fn a_token_revoked_through_one_gateway_stops_working_on_the_others() {
+    let env = start().await;
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = env.second_gateway(stop_b.clone()).await;
+    let b_url = format!("http://{}", b.grpc_addr);
+    let on_b = |token: String| {
+        let url = b_url.clone();
+        async move {
+            let mut c = AssistantClient::connect(url).await.expect("gRPC connects");
+            c.list_sessions(authed(pb::ListSessionsRequest {}, &token)).await.map(drop)
+        }
+    };
+    let mut c = admin(&env).await;
+    create(&mut c, ADMIN_ACME, "frank").await;
+    let t = issue(&mut c, ADMIN_ACME, "frank", 0).await;
+    // Both gateways have resolved (and remembered) it.
+    list_sessions(&env, &t.token).await.expect("gateway A");
+    on_b(t.token.clone()).await.expect("gateway B");
+
+    c.revoke_token(authed(pb::RevokeTokenRequest { token_id: t.token_id.clone(), ..Default::default() }, ADMIN_ACME))
+        .await
+        .expect("revoked");
+    assert_eq!(list_sessions(&env, &t.token).await.unwrap_err().code(), Code::Unauthenticated, "A: at once");
+    // B hears it over the bus (milliseconds), long before its cache entry would expire.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(2_000);
+    loop {
+        match on_b(t.token.clone()).await {
+            Err(e) if e.code() == Code::Unauthenticated => break,
+            other => {
+                assert!(tokio::time::Instant::now() < deadline, "B still accepts the revoked token: {other:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    // Deleting a user reaches B the same way.
+    let t2 = issue(&mut c, ADMIN_ACME, "frank", 0).await;
+    on_b(t2.token.clone()).await.expect("gateway B, new token");
+    c.delete_user(authed(pb::DeleteUserRequest { user_id: "frank".into(), ..Default::default() }, ADMIN_ACME))
+        .await
+        .expect("deleted");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(2_000);
+    loop {
+        match on_b(t2.token.clone()).await {
+            Err(e) if e.code() == Code::Unauthenticated => break,
+            other => {
+                assert!(tokio::time::Instant::now() < deadline, "B still accepts a deleted user's token: {other:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    stop_b.cancel();
+    b.wait().await.expect("B stops");
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn expired_tokens_are_refused() {
     let env = start().await;

@@ -13,8 +13,8 @@
 use super::tables::{decode, encode};
 use super::{EmbeddedStore, Inner};
 use crate::identity::{
-    ExternalRef, IdentityStore, IssuedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord, check_external,
-    check_sha256, new_token, valid_token_id,
+    ExternalRef, IdentityStore, IssuedToken, ResolvedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord,
+    check_external, check_sha256, new_token, valid_token_id,
 };
 use crate::port::StoreError;
 use async_trait::async_trait;
@@ -221,7 +221,7 @@ fn store_token(
     Ok(())
 }
 
-fn resolve_token(inner: &Inner, sha256: &str) -> Result<Option<Principal>, StoreError> {
+fn resolve_token(inner: &Inner, sha256: &str) -> Result<Option<ResolvedToken>, StoreError> {
     let txn = inner.db.begin_read().map_err(inner.fail("begin read"))?;
     let hashes = txn.open_table(TOKEN_HASHES).map_err(inner.fail("open token_hashes"))?;
     let Some(index) = read::<TokenRef, _>(inner, &hashes, "token_hashes", sha256, "<hash>")? else {
@@ -240,7 +240,10 @@ fn resolve_token(inner: &Inner, sha256: &str) -> Result<Option<Principal>, Store
     let Some(user) = user_of(inner, &users, &index.tenant, &index.user)? else {
         return Ok(None);
     };
-    Ok(stored.usable_by(&user, now_unix_ms()).then(|| user.record(&index.tenant, &index.user).principal()))
+    Ok(stored.usable_by(&user, now_unix_ms()).then(|| ResolvedToken {
+        principal: user.record(&index.tenant, &index.user).principal(),
+        expires_at_unix_ms: stored.expires_at_unix_ms,
+    }))
 }
 
 fn revoke_token(inner: &Inner, tenant: &TenantId, token_id: &str) -> Result<bool, StoreError> {
@@ -366,7 +369,7 @@ impl IdentityStore for EmbeddedStore {
         Ok(token_id)
     }
 
-    async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+    async fn resolve_token_with_expiry(&self, token: &str) -> Result<Option<ResolvedToken>, StoreError> {
         let sha256 = hash_token(token);
         self.run("resolve token", move |inner| resolve_token(inner, &sha256)).await
     }

@@ -22,7 +22,10 @@ mod schedules;
 mod secrets;
 mod tables;
 
-use crate::port::{CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord, check_day};
+use crate::port::{
+    BeginTurn, CommitOutcome, DailyUsage, Lease, SessionStore, StoreError, StoredReply, TurnRecord, TurnStart,
+    TurnState, check_day,
+};
 use async_trait::async_trait;
 use clawhive_core::chat::Message;
 use clawhive_core::{AgentId, RequestId, SessionKey, SessionMeta, TenantId, UserId};
@@ -46,6 +49,34 @@ struct Inner {
     leases: leases::Leases,
     turn_ttl: Duration,
     path: PathBuf,
+    /// Zero: every turn's commit waits for the disk. Otherwise turns commit at
+    /// once and reach the disk (one fsync for all of them) within this long.
+    flush_every: Duration,
+    /// Commits made since the last durable one.
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl Inner {
+    /// Makes the commits so far durable (one fsync), if any were not.
+    fn flush(&self) -> Result<(), StoreError> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        // An empty commit with the default (immediate) durability persists the
+        // non-durable commits before it.
+        let txn = self.db.begin_write().map_err(self.fail("begin flush"))?;
+        txn.commit().map_err(self.fail("commit flush")).inspect_err(|_| {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "The embedded store could not persist its last commits on close.");
+        }
+    }
 }
 
 impl Inner {
@@ -73,6 +104,16 @@ impl EmbeddedStore {
     /// [`EmbeddedStore::open`], keeping committed turns' replies for `turn_ttl`
     /// (`store.turn_record_ttl_secs`, at least 1 s).
     pub fn open_with_turn_ttl(path: &Path, turn_ttl: Duration) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with(path, turn_ttl, Duration::ZERO)
+    }
+
+    /// [`EmbeddedStore::open_with_turn_ttl`], with group commit: turns commit
+    /// without waiting for the disk, and a background thread makes them durable
+    /// (one fsync for all) within `flush_every` (`store.embedded_flush_ms`), like
+    /// Redis' `appendfsync everysec`. A crash of the machine or the process loses
+    /// at most the turns of that window; closing the store persists everything.
+    /// Zero: every turn's commit waits for the disk.
+    pub fn open_with(path: &Path, turn_ttl: Duration, flush_every: Duration) -> Result<EmbeddedStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Unavailable(format!(
@@ -98,13 +139,28 @@ impl EmbeddedStore {
             leases: leases::Leases::default(),
             turn_ttl: turn_ttl.max(Duration::from_secs(1)),
             path: path.to_path_buf(),
+            flush_every,
+            dirty: std::sync::atomic::AtomicBool::new(false),
         };
         ops::init(&inner)?;
         identity::init(&inner)?;
         schedules::init(&inner)?;
         pairing::init(&inner)?;
         secrets::init(&inner)?;
-        Ok(EmbeddedStore { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        if !flush_every.is_zero() {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("store-flush".into())
+                .spawn(move || flush_loop(weak, flush_every))
+                .map_err(|e| StoreError::Unavailable(format!("cannot start the embedded store's flusher: {e}")))?;
+        }
+        Ok(EmbeddedStore { inner })
+    }
+
+    /// Makes every commit so far durable now (group commit does it on its own).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.run("flush", |inner| inner.flush()).await
     }
 
     /// The file this store lives in.
@@ -125,6 +181,17 @@ impl EmbeddedStore {
     }
 }
 
+/// Persists the non-durable commits every `every`, until the store is closed.
+fn flush_loop(store: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(inner) = store.upgrade() else { return };
+        if let Err(e) = inner.flush() {
+            tracing::error!(error = %e, "The embedded store could not persist recent commits; retrying.");
+        }
+    }
+}
+
 #[async_trait]
 impl SessionStore for EmbeddedStore {
     async fn try_acquire_lease(
@@ -135,6 +202,25 @@ impl SessionStore for EmbeddedStore {
     ) -> Result<Option<Lease>, StoreError> {
         let (key, holder) = (key.clone(), holder.to_string());
         self.run("acquire lease", move |inner| ops::try_acquire_lease(inner, &key, &holder, ttl)).await
+    }
+
+    async fn begin_turn(&self, begin: &BeginTurn<'_>) -> Result<Option<TurnStart>, StoreError> {
+        let (key, holder, ttl) = (begin.key.clone(), begin.holder.to_string(), begin.ttl);
+        let (request_id, owner, agent, limit) =
+            (begin.request_id.clone(), begin.owner.clone(), begin.agent.clone(), begin.history_limit);
+        // One trip to the blocking pool for the lease and the reads.
+        self.run("begin turn", move |inner| {
+            let Some(lease) = ops::try_acquire_lease(inner, &key, &holder, ttl)? else { return Ok(None) };
+            let state = (|| {
+                Ok(TurnState {
+                    committed: ops::committed_turn(inner, &key, &request_id)?,
+                    meta: ops::ensure_session(inner, &key, &owner, &agent)?,
+                    history: if limit == 0 { Vec::new() } else { ops::history(inner, &key, limit)? },
+                })
+            })();
+            Ok(Some(TurnStart { lease, state }))
+        })
+        .await
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {

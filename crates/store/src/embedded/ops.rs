@@ -72,7 +72,7 @@ pub(super) fn try_acquire_lease(
     let mut txn = inner.db.begin_write().map_err(inner.fail("begin acquire lease"))?;
     // Leases live in memory; the fence only has to keep growing, and the turn's
     // commit (or closing the file) makes this write durable without an fsync of its own.
-    not_durable(&mut txn);
+    not_durable(inner, &mut txn);
     let token = {
         let mut fence = txn.open_table(FENCE).map_err(inner.fail("open fence"))?;
         let last = fence.get(k(key)).map_err(inner.fail("read fence"))?.map(|g| g.value()).unwrap_or(0);
@@ -100,10 +100,18 @@ pub(super) fn try_acquire_lease(
 }
 
 /// Commits `txn` without waiting for the disk (redb's `Durability::None`): a later
-/// durable commit, or closing the database, persists it. Stays durable if redb refuses.
-fn not_durable(txn: &mut redb::WriteTransaction) {
-    if let Err(e) = txn.set_durability(redb::Durability::None) {
-        tracing::debug!(error = %e, "Keeping a durable commit.");
+/// durable commit, the flusher or closing the store persists it. Stays durable if redb refuses.
+fn not_durable(inner: &Inner, txn: &mut redb::WriteTransaction) {
+    match txn.set_durability(redb::Durability::None) {
+        Ok(()) => inner.dirty.store(true, std::sync::atomic::Ordering::Release),
+        Err(e) => tracing::debug!(error = %e, "Keeping a durable commit."),
+    }
+}
+
+/// A session write: not durable under group commit (`flush_every` > 0), else durable.
+fn session_write(inner: &Inner, txn: &mut redb::WriteTransaction) {
+    if !inner.flush_every.is_zero() {
+        not_durable(inner, txn);
     }
 }
 
@@ -145,7 +153,8 @@ pub(super) fn ensure_session(
     if let Some(meta) = session_meta(inner, key)? {
         return Ok(meta);
     }
-    let txn = inner.db.begin_write().map_err(inner.fail("begin ensure session"))?;
+    let mut txn = inner.db.begin_write().map_err(inner.fail("begin ensure session"))?;
+    session_write(inner, &mut txn);
     let meta = {
         let mut metas = txn.open_table(META).map_err(inner.fail("open meta"))?;
         if let Some(meta) = read_meta(&metas, inner, key)? {
@@ -218,7 +227,8 @@ pub(super) fn committed_turn(
 pub(super) fn commit_turn(inner: &Inner, lease: &Lease, turn: &EncodedTurn) -> Result<CommitOutcome, StoreError> {
     let key = &lease.key;
     let (t, s) = k(key);
-    let txn = inner.db.begin_write().map_err(inner.fail("begin commit turn"))?;
+    let mut txn = inner.db.begin_write().map_err(inner.fail("begin commit turn"))?;
+    session_write(inner, &mut txn);
     // Checked under the write lock: a rival cannot be granted the lease (which
     // needs the write lock too) until this transaction is over.
     if !inner.leases.lock().is_current(lease) {
@@ -341,7 +351,7 @@ pub(super) fn add_usage(
     let mut txn = inner.db.begin_write().map_err(inner.fail("begin add usage"))?;
     // Counted right after a durable commit: the next commit (or closing the file)
     // persists it; a crash in between under-counts, like a failed add.
-    not_durable(&mut txn);
+    not_durable(inner, &mut txn);
     let totals = {
         let mut usage = txn.open_table(USAGE).map_err(inner.fail("open usage"))?;
         let mut bump = |who: &str| -> Result<u64, StoreError> {

@@ -18,8 +18,8 @@
 use super::RedisStore;
 use super::errors::failed;
 use crate::identity::{
-    ExternalRef, IdentityStore, IssuedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord, check_external,
-    check_sha256, new_token, valid_token_id,
+    ExternalRef, IdentityStore, IssuedToken, ResolvedToken, StoredToken, StoredUser, TokenInfo, TokenRef, UserRecord,
+    check_external, check_sha256, new_token, valid_token_id,
 };
 use crate::port::StoreError;
 use async_trait::async_trait;
@@ -261,7 +261,7 @@ impl IdentityStore for RedisStore {
         Ok(token_id)
     }
 
-    async fn resolve_token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+    async fn resolve_token_with_expiry(&self, token: &str) -> Result<Option<ResolvedToken>, StoreError> {
         let sha256 = hash_token(token);
         let Some(index) = self.get_json::<TokenRef>(&self.hash_key(&sha256)).await? else {
             return Ok(None);
@@ -281,7 +281,10 @@ impl IdentityStore for RedisStore {
             return Ok(None);
         };
         let now = now_unix_ms();
-        Ok(stored.usable_by(&user, now).then(|| user.record(&index.tenant, &index.user).principal()))
+        Ok(stored.usable_by(&user, now).then(|| ResolvedToken {
+            principal: user.record(&index.tenant, &index.user).principal(),
+            expires_at_unix_ms: stored.expires_at_unix_ms,
+        }))
     }
 
     async fn revoke_token(&self, tenant: &TenantId, token_id: &str) -> Result<bool, StoreError> {

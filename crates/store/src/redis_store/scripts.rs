@@ -46,8 +46,35 @@ fields[6] = created
 return fields
 "#;
 
+/// KEYS: lease, fence, turn, meta, history. ARGV: ttl_ms, owner, agent, now_ms, history_limit.
+/// Takes the lease as `ACQUIRE` (nil if it is held) and reads, under it, what a
+/// turn starts from: `{token, turn_json or nil, {meta fields in META_FIELDS
+/// order}, created (1/0, as ENSURE), {history entries, oldest first}}`.
+const BEGIN: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+local committed = redis.call('GET', KEYS[3])
+local created = 0
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('HSET', KEYS[4], 'owner', ARGV[2], 'agent', ARGV[3],
+    'created_unix_ms', ARGV[4], 'updated_unix_ms', ARGV[4], 'message_count', 0)
+  created = 1
+end
+local fields = redis.call('HMGET', KEYS[4], 'owner', 'agent', 'created_unix_ms', 'updated_unix_ms', 'message_count')
+local history = {}
+local limit = tonumber(ARGV[5])
+if limit > 0 then
+  history = redis.call('LRANGE', KEYS[5], -limit, -1)
+end
+return {token, committed, fields, created, history}
+"#;
+
 /// KEYS: lease, turn, history, meta.
-/// ARGV: token, reply_json, ttl_secs, owner, agent, now_ms, message_json...
+/// ARGV: token, reply_json, ttl_secs, owner, agent, now_ms, release (1/0), message_json...
+/// With `release` 1, a commit (or a duplicate) also ends the lease.
 ///
 /// Returns `{'fenced'}`, `{'dup', reply_json, owner, updated_ms}`,
 /// `{'ok', owner, updated_ms}` or `{'corrupt', reason}`. Everything that could
@@ -61,9 +88,13 @@ local function indexed()
   local m = redis.call('HMGET', KEYS[4], 'owner', 'updated_unix_ms')
   return m[1] or '', m[2] or '0'
 end
+local release = ARGV[7] == '1'
 local prev = redis.call('GET', KEYS[2])
 if prev then
   local owner, updated = indexed()
+  if release then
+    redis.call('DEL', KEYS[1])
+  end
   return {'dup', prev, owner, updated}
 end
 local history_type = redis.call('TYPE', KEYS[3]).ok
@@ -78,7 +109,7 @@ local count = redis.call('HGET', KEYS[4], 'message_count')
 if count and not string.match(count, '^%d+$') then
   return {'corrupt', KEYS[4] .. ' has message_count ' .. count}
 end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   redis.call('RPUSH', KEYS[3], ARGV[i])
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
@@ -91,7 +122,10 @@ local updated = tonumber(redis.call('HGET', KEYS[4], 'updated_unix_ms') or '0') 
 if tonumber(ARGV[6]) > updated then
   redis.call('HSET', KEYS[4], 'updated_unix_ms', ARGV[6])
 end
-redis.call('HINCRBY', KEYS[4], 'message_count', #ARGV - 6)
+redis.call('HINCRBY', KEYS[4], 'message_count', #ARGV - 7)
+if release then
+  redis.call('DEL', KEYS[1])
+end
 local owner, updated_now = indexed()
 return {'ok', owner, updated_now}
 "#;
@@ -121,6 +155,7 @@ return {u, t}
 /// The scripts, hashed once; `invoke_async` loads a script on `NOSCRIPT`.
 pub(crate) struct Scripts {
     pub(crate) acquire: Script,
+    pub(crate) begin: Script,
     pub(crate) renew: Script,
     pub(crate) release: Script,
     pub(crate) ensure: Script,
@@ -133,6 +168,7 @@ impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             acquire: Script::new(ACQUIRE),
+            begin: Script::new(BEGIN),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
             ensure: Script::new(ENSURE),

@@ -11,7 +11,7 @@
 
 use clawhive_core::chat::{Message, Usage};
 use clawhive_core::{AgentId, RequestId, SessionId, SessionKey, SessionMeta, TenantId, UserId};
-use clawhive_store::{CommitOutcome, Lease, SessionStore, StoredReply, TurnRecord};
+use clawhive_store::{BeginTurn, CommitOutcome, Lease, SessionStore, StoredReply, TurnRecord};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +42,8 @@ macro_rules! conformance_tests {
             a_request_id_commits_once,
             a_commit_creates_the_session_for_its_user,
             history_is_oldest_first_and_limited_to_the_newest,
+            begin_turn_takes_the_lease_and_reads_the_session_under_it,
+            finish_turn_commits_and_ends_the_lease,
             racing_creators_agree_on_one_owner,
             list_sessions_shows_only_the_owners_newest_first,
             reset_clears_history_and_keeps_the_owner,
@@ -347,6 +349,81 @@ pub async fn racing_creators_agree_on_one_owner(store: Arc<dyn SessionStore>) {
         let expected = if owner == winner.owner { vec![winner.clone()] } else { Vec::new() };
         assert_eq!(listed, expected, "sessions of {owner}");
     }
+}
+
+pub async fn begin_turn_takes_the_lease_and_reads_the_session_under_it(store: Arc<dyn SessionStore>) {
+    let k = key("acme", "begin");
+    let (alice, r1, r2) = (user("alice"), RequestId::new("r1").unwrap(), RequestId::new("r2").unwrap());
+    let agent = agent();
+    let begin = |request_id, history_limit| BeginTurn {
+        key: &k,
+        holder: "worker",
+        ttl: LONG,
+        request_id,
+        owner: &alice,
+        agent: &agent,
+        history_limit,
+    };
+
+    // A new session: created for the owner (and listed), no history, nothing committed.
+    let start = store.begin_turn(&begin(&r1, 10)).await.unwrap().expect("the lease is free");
+    let state = start.state.unwrap();
+    assert_eq!((state.committed, state.history.len()), (None, 0));
+    assert_eq!((state.meta.owner.as_str(), state.meta.message_count), ("alice", 0));
+    assert_eq!(sessions(&store.list_sessions(&k.tenant, &alice).await.unwrap()), ["acme/begin"]);
+    // Held: nobody else begins, and nothing is read or created for them.
+    assert!(store.begin_turn(&begin(&r2, 10)).await.unwrap().is_none());
+    assert!(store.try_acquire_lease(&k, "other", LONG).await.unwrap().is_none());
+
+    let committed = turn("r1", "alice", &["one", "two", "three", "four"]);
+    assert_eq!(store.commit_turn(&start.lease, &committed).await.unwrap(), CommitOutcome::Committed);
+    store.release_lease(&start.lease).await.unwrap();
+
+    // A redelivery of r1 finds its reply; the history is the newest messages, oldest first;
+    // the new lease fences the old one.
+    let again = store.begin_turn(&begin(&r1, 3)).await.unwrap().expect("released");
+    assert!(again.lease.token > start.lease.token);
+    let state = again.state.unwrap();
+    assert_eq!(state.committed, Some(committed.reply.clone()));
+    assert_eq!(contents(&state.history), ["two", "three", "four"]);
+    assert_eq!(state.meta.message_count, 4);
+    assert_eq!(store.commit_turn(&start.lease, &turn("r9", "alice", &["x"])).await.unwrap(), CommitOutcome::Fenced);
+    store.release_lease(&again.lease).await.unwrap();
+
+    // Another request: nothing committed for it; a zero limit reads no history.
+    let other = store.begin_turn(&begin(&r2, 0)).await.unwrap().expect("released");
+    let state = other.state.unwrap();
+    assert_eq!((state.committed, state.history.len()), (None, 0));
+    // The session keeps its first owner whoever begins a turn in it.
+    let bob = user("bob");
+    store.release_lease(&other.lease).await.unwrap();
+    let by_bob = BeginTurn { owner: &bob, ..begin(&r2, 10) };
+    let state = store.begin_turn(&by_bob).await.unwrap().expect("released").state.unwrap();
+    assert_eq!(state.meta.owner.as_str(), "alice");
+}
+
+pub async fn finish_turn_commits_and_ends_the_lease(store: Arc<dyn SessionStore>) {
+    let k = key("acme", "finish");
+    let first = lease(&*store, &k).await;
+    let t1 = turn("r1", "alice", &["q1", "a1"]);
+    assert_eq!(store.finish_turn(&first, &t1).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(contents(&store.history(&k, 10).await.unwrap()), ["q1", "a1"]);
+    assert_eq!(store.session_meta(&k).await.unwrap().unwrap().message_count, 2);
+    // Released with the commit: the next turn takes the lease at once.
+    let second = lease(&*store, &k).await;
+    assert!(second.token > first.token);
+    // A duplicate also ends the lease, and writes nothing.
+    assert_eq!(
+        store.finish_turn(&second, &turn("r1", "alice", &["again"])).await.unwrap(),
+        CommitOutcome::AlreadyCommitted(t1.reply.clone())
+    );
+    let third = lease(&*store, &k).await;
+    // A fenced (stale) finish leaves the current holder's lease alone.
+    assert_eq!(store.finish_turn(&second, &turn("r2", "alice", &["late"])).await.unwrap(), CommitOutcome::Fenced);
+    assert!(store.try_acquire_lease(&k, "other", LONG).await.unwrap().is_none(), "still held by the third");
+    assert_eq!(store.commit_turn(&third, &turn("r3", "alice", &["q3"])).await.unwrap(), CommitOutcome::Committed);
+    assert!(store.try_acquire_lease(&k, "other", LONG).await.unwrap().is_none(), "commit_turn keeps the lease");
+    assert_eq!(contents(&store.history(&k, 10).await.unwrap()), ["q1", "a1", "q3"]);
 }
 
 pub async fn list_sessions_shows_only_the_owners_newest_first(store: Arc<dyn SessionStore>) {

@@ -101,6 +101,14 @@ impl Env {
         }
     }
 
+    /// Another gateway replica on the same NATS and Redis; stops with `shutdown`.
+    pub async fn second_gateway(&self, shutdown: CancellationToken) -> GatewayHandle {
+        let store = Arc::new(RedisStore::connect(&self.cfg.store).await.expect("store connects"));
+        let secrets = Some(clawhive_store::SecretVault::new(store.clone(), [3u8; 32]));
+        let deps = Deps { bus: self.bus.clone(), store: store.clone(), identity: store, secrets };
+        clawhive_gateway::start(&self.cfg, deps, shutdown).await.expect("second gateway starts")
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.handle.as_ref().unwrap().grpc_addr)
     }
