@@ -48,8 +48,8 @@ impl Client {
         })
     }
 
-    /// One turn; `Err` holds a short reason.
-    pub async fn turn(&self, lane: usize, session: &str, text: &str) -> Result<(), String> {
+    /// One turn; its request id, or a short reason.
+    pub async fn turn(&self, lane: usize, session: &str, text: &str) -> Result<String, String> {
         match self {
             Client::Grpc(clients) => {
                 let mut client = clients[lane % clients.len()].clone();
@@ -67,7 +67,7 @@ impl Client {
                     }
                 }
                 match fin {
-                    Some(f) if !f.text.is_empty() => Ok(()),
+                    Some(f) if !f.text.is_empty() => Ok(f.request_id),
                     Some(_) => Err("empty final reply".into()),
                     None => Err("stream ended without a final event".into()),
                 }
@@ -86,7 +86,9 @@ impl Client {
                     return Err(format!("http {status}: {body}"));
                 }
                 match body.get("text").and_then(|t| t.as_str()) {
-                    Some(t) if !t.is_empty() => Ok(()),
+                    Some(t) if !t.is_empty() => {
+                        Ok(body.get("request_id").and_then(|r| r.as_str()).unwrap_or_default().to_string())
+                    }
                     _ => Err(format!("http {status}: no reply text in {body}")),
                 }
             }
@@ -126,6 +128,8 @@ pub struct Bounds {
 pub struct Outcome {
     /// Latency of each successful turn, microseconds.
     pub latencies_us: Vec<u64>,
+    /// The request id of each successful turn (same order).
+    pub request_ids: Vec<String>,
     pub errors: u64,
     pub error_samples: Vec<String>,
     pub elapsed: Duration,
@@ -134,6 +138,7 @@ pub struct Outcome {
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.latencies_us.extend(other.latencies_us);
+        self.request_ids.extend(other.request_ids);
         self.errors += other.errors;
         for e in other.error_samples {
             if self.error_samples.len() < 5 {
@@ -142,9 +147,12 @@ impl Outcome {
         }
     }
 
-    fn record(&mut self, started: Instant, r: Result<(), String>) {
+    fn record(&mut self, started: Instant, r: Result<String, String>) {
         match r {
-            Ok(()) => self.latencies_us.push(started.elapsed().as_micros() as u64),
+            Ok(request_id) => {
+                self.latencies_us.push(started.elapsed().as_micros() as u64);
+                self.request_ids.push(request_id);
+            }
             Err(e) => {
                 self.errors += 1;
                 if self.error_samples.len() < 5 {

@@ -252,6 +252,7 @@ async fn run(cli: Cli, load: Load) -> anyhow::Result<()> {
         bound_duration_s: duration.map(|d| d.as_secs_f64()),
         outcome,
         fake_llm_rtt_us: fake_rtt,
+        llm_us_by_request: target.llm_us_by_request(),
         processes,
     });
     drop(client);

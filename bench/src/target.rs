@@ -8,6 +8,7 @@ use clawhive_tests::nats_server::NatsServer;
 use clawhive_tests::procs::{ServiceProcess, binary};
 use clawhive_tests::redis_server::RedisServer;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,6 +79,34 @@ impl Target {
             Mode::Cluster => start_cluster(s).await,
             Mode::Embedded => start_embedded(s).await,
         }
+    }
+}
+
+impl Target {
+    /// For each committed turn the workers logged ("turn committed", JSON
+    /// logs): its request id → microseconds the worker spent waiting on the LLM.
+    pub fn llm_us_by_request(&self) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for child in &self.children {
+            for line in child.log().lines().filter(|l| l.contains("turn committed")) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                if let (Some(id), Some(us)) = (find(&v, "request_id").and_then(|r| r.as_str()), find(&v, "llm_us")) {
+                    if let Some(us) = us.as_u64() {
+                        out.insert(id.to_string(), us);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The first value under `key` anywhere in `v` (log fields sit in the event or its spans).
+fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| find(x, key))),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
     }
 }
 
@@ -203,6 +232,9 @@ http_addr = "{http}"
 default_timeout_ms = 120000
 max_timeout_ms = 600000
 request_timeout_ms = 60000
+
+[telemetry]
+log_format = "json"
 
 [llm.providers.fake]
 kind = "openai"

@@ -22,6 +22,8 @@ pub struct LoopOutcome {
     pub model: String,
     /// Assistant tool-call messages, tool results and the final answer, in order.
     pub messages: Vec<Message>,
+    /// Time spent waiting on the LLM (every step's call, request to last byte).
+    pub llm_elapsed: std::time::Duration,
 }
 
 pub struct LoopInput<'a> {
@@ -58,13 +60,14 @@ pub async fn run_loop(
     let first_new = conversation.len();
 
     let mut usage = Usage::default();
+    let mut llm_elapsed = std::time::Duration::ZERO;
     for step in 0..input.max_steps {
         let req =
             ChatRequest { messages: conversation.clone(), tools: specs.clone(), max_tokens: None, temperature: None };
-        let resp = llm
-            .chat(&models, &req, input.deadline, on_delta)
-            .await
-            .map_err(|e| ClawError::new(e.code(), format!("LLM call failed: {e}")))?;
+        let called = std::time::Instant::now();
+        let resp = llm.chat(&models, &req, input.deadline, on_delta).await;
+        llm_elapsed += called.elapsed();
+        let resp = resp.map_err(|e| ClawError::new(e.code(), format!("LLM call failed: {e}")))?;
         usage += resp.usage;
         let now = clawhive_core::time::now_unix_ms();
         if resp.tool_calls.is_empty() {
@@ -77,6 +80,7 @@ pub async fn run_loop(
                 usage,
                 model: resp.model,
                 messages: conversation.split_off(first_new),
+                llm_elapsed,
             });
         }
         tracing::debug!(step, calls = resp.tool_calls.len(), "model asked for tools");

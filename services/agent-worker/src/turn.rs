@@ -204,10 +204,23 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
         return reply_error_only(ctx, &turn.raw, &err, turn.trace).await;
     }
 
-    // Turns of one session never run concurrently: wait for the lease, heartbeating.
-    // The allowed access's audit record (a durable publish) goes out meanwhile.
-    let ((), start) = tokio::join!(guard.audit_agent_access(&access), begin(ctx, delivery, &turn));
-    let TurnStart { lease, state } = match start {
+    // The allowed access's audit record (a durable publish) goes out alongside
+    // the whole turn, off its path; the turn is acked only after it was stored.
+    let ((), disposition) =
+        tokio::join!(guard.audit_agent_access(&access), run_session_turn(ctx, delivery, &turn, &agent_cfg));
+    disposition
+}
+
+/// Takes the session's lease (turns of one session never run concurrently),
+/// runs the turn under it and ends the lease.
+async fn run_session_turn(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    turn: &Turn,
+    agent_cfg: &clawhive_core::config::AgentConfig,
+) -> Disposition {
+    let cfg = &ctx.config;
+    let TurnStart { lease, state } = match begin(ctx, delivery, turn).await {
         Ok(Some(s)) => s,
         Ok(None) => return Disposition::Nak(Duration::from_millis(500)),
         Err(e) => {
@@ -223,7 +236,7 @@ async fn run_turn(ctx: &Ctx, delivery: &Delivery, turn: Turn) -> Disposition {
         Duration::from_millis(cfg.worker.lease_ttl_ms),
     );
     let (disposition, lease_ended) = match state {
-        Ok(state) => run_leased(ctx, delivery, &turn, &agent_cfg, &lease, &keepalive, state).await,
+        Ok(state) => run_leased(ctx, delivery, turn, agent_cfg, &lease, &keepalive, state).await,
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
             (Disposition::Nak(Duration::from_secs(1)), false)
@@ -332,8 +345,10 @@ async fn run_leased(
     deltas.finish().await;
 
     let now = clawhive_core::time::now_unix_ms();
+    let mut llm_us = 0u128;
     let record = match outcome {
         Ok(out) => {
+            llm_us = out.llm_elapsed.as_micros();
             let mut messages = Vec::with_capacity(out.messages.len() + 1);
             messages.push(user_message);
             messages.extend(out.messages);
@@ -386,7 +401,8 @@ async fn run_leased(
     match store.finish_turn(lease, &record).await {
         Ok(CommitOutcome::Committed) => {
             tracing::info!(model = %record.reply.model, input_tokens = record.reply.usage.input_tokens,
-                output_tokens = record.reply.usage.output_tokens, failed = record.reply.error.is_some(), "turn committed");
+                output_tokens = record.reply.usage.output_tokens, failed = record.reply.error.is_some(),
+                llm_us = llm_us as u64, "turn committed");
             // Usage and the reply are independent: neither waits for the other.
             let ((), disposition) =
                 tokio::join!(count_usage(ctx, turn, &record.reply), publish_stored(ctx, turn, &record.reply));

@@ -1,5 +1,7 @@
 //! Leases, in memory: a lease must not outlive the process that granted it.
-//! Fencing tokens are persisted separately (see [`super::tables::FENCE`]).
+//! Fencing tokens come from one counter per run, above the run's persisted
+//! epoch (see [`super::tables::FENCE`]), so they grow across restarts without a
+//! write per lease.
 
 use crate::port::Lease;
 use clawhive_core::SessionKey;

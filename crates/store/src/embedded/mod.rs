@@ -54,6 +54,8 @@ struct Inner {
     flush_every: Duration,
     /// Commits made since the last durable one.
     dirty: std::sync::atomic::AtomicBool,
+    /// The last fencing token granted (starts at this run's epoch, see `ops::init`).
+    fence: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -141,6 +143,7 @@ impl EmbeddedStore {
             path: path.to_path_buf(),
             flush_every,
             dirty: std::sync::atomic::AtomicBool::new(false),
+            fence: std::sync::atomic::AtomicU64::new(0),
         };
         ops::init(&inner)?;
         identity::init(&inner)?;
@@ -200,27 +203,27 @@ impl SessionStore for EmbeddedStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let (key, holder) = (key.clone(), holder.to_string());
-        self.run("acquire lease", move |inner| ops::try_acquire_lease(inner, &key, &holder, ttl)).await
+        Ok(ops::try_acquire_lease(&self.inner, key, holder, ttl))
     }
 
     async fn begin_turn(&self, begin: &BeginTurn<'_>) -> Result<Option<TurnStart>, StoreError> {
-        let (key, holder, ttl) = (begin.key.clone(), begin.holder.to_string(), begin.ttl);
+        let Some(lease) = ops::try_acquire_lease(&self.inner, begin.key, begin.holder, begin.ttl) else {
+            return Ok(None);
+        };
+        let key = begin.key.clone();
         let (request_id, owner, agent, limit) =
             (begin.request_id.clone(), begin.owner.clone(), begin.agent.clone(), begin.history_limit);
-        // One trip to the blocking pool for the lease and the reads.
-        self.run("begin turn", move |inner| {
-            let Some(lease) = ops::try_acquire_lease(inner, &key, &holder, ttl)? else { return Ok(None) };
-            let state = (|| {
+        // One trip to the blocking pool for the reads.
+        let state = self
+            .run("begin turn", move |inner| {
                 Ok(TurnState {
                     committed: ops::committed_turn(inner, &key, &request_id)?,
                     meta: ops::ensure_session(inner, &key, &owner, &agent)?,
                     history: if limit == 0 { Vec::new() } else { ops::history(inner, &key, limit)? },
                 })
-            })();
-            Ok(Some(TurnStart { lease, state }))
-        })
-        .await
+            })
+            .await;
+        Ok(Some(TurnStart { lease, state }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {

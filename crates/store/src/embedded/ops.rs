@@ -5,8 +5,8 @@
 
 use super::Inner;
 use super::tables::{
-    Expiry, FENCE, HISTORY, META, POLICIES, POLICY_VERSIONS, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, corrupt,
-    decode, encode,
+    Expiry, FENCE, HISTORY, META, POLICIES, POLICY_VERSIONS, RATE, TURNS, TurnEntry, USAGE, USER_SESSIONS, decode,
+    encode,
 };
 use crate::port::{CommitOutcome, DailyUsage, Lease, StoreError, StoredReply};
 use clawhive_core::chat::Message;
@@ -34,7 +34,23 @@ pub(super) fn init(inner: &Inner) -> Result<(), StoreError> {
     txn.open_table(META).map_err(inner.fail("create table meta"))?;
     txn.open_table(HISTORY).map_err(inner.fail("create table history"))?;
     txn.open_table(USER_SESSIONS).map_err(inner.fail("create table user_sessions"))?;
-    txn.open_table(FENCE).map_err(inner.fail("create table fence"))?;
+    {
+        // A new fencing epoch for this run, above every token granted before
+        // (older files kept one token per session here; they are folded in).
+        let mut fence = txn.open_table(FENCE).map_err(inner.fail("create table fence"))?;
+        let mut last = 0u64;
+        for entry in fence.iter().map_err(inner.fail("read fence"))? {
+            let (_, token) = entry.map_err(inner.fail("read fence"))?;
+            last = last.max(token.value());
+        }
+        let epoch = (last >> 32).checked_add(1).ok_or_else(|| StoreError::Corrupt("fence epoch overflow".into()))?;
+        let base = epoch.checked_shl(32).filter(|b| b >> 32 == epoch).ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: fence epoch {epoch} is out of range", inner.path.display()))
+        })?;
+        fence.retain(|_, _| false).map_err(inner.fail("fold old fences"))?;
+        fence.insert(("", ""), base).map_err(inner.fail("write fence epoch"))?;
+        inner.fence.store(base, std::sync::atomic::Ordering::SeqCst);
+    }
     txn.open_table(POLICIES).map_err(inner.fail("create table policies"))?;
     txn.open_table(POLICY_VERSIONS).map_err(inner.fail("create table policy_versions"))?;
     {
@@ -60,43 +76,16 @@ pub(super) fn init(inner: &Inner) -> Result<(), StoreError> {
     txn.commit().map_err(inner.fail("commit init"))
 }
 
-pub(super) fn try_acquire_lease(
-    inner: &Inner,
-    key: &SessionKey,
-    holder: &str,
-    ttl: Duration,
-) -> Result<Option<Lease>, StoreError> {
-    if inner.leases.lock().is_held(key) {
-        return Ok(None);
+pub(super) fn try_acquire_lease(inner: &Inner, key: &SessionKey, holder: &str, ttl: Duration) -> Option<Lease> {
+    // Leases live in memory (they die with the process); tokens come from this
+    // run's counter above its persisted epoch, so nothing is written here.
+    let mut leases = inner.leases.lock();
+    if leases.is_held(key) {
+        return None;
     }
-    let mut txn = inner.db.begin_write().map_err(inner.fail("begin acquire lease"))?;
-    // Leases live in memory; the fence only has to keep growing, and the turn's
-    // commit (or closing the file) makes this write durable without an fsync of its own.
-    not_durable(inner, &mut txn);
-    let token = {
-        let mut fence = txn.open_table(FENCE).map_err(inner.fail("open fence"))?;
-        let last = fence.get(k(key)).map_err(inner.fail("read fence"))?.map(|g| g.value()).unwrap_or(0);
-        let token = last.checked_add(1).ok_or_else(|| corrupt("fence", key, "token overflow"))?;
-        {
-            // Checked and granted while we hold the write lock, before the commit: a
-            // rival acquire cannot slip in between. Taken back if the commit fails.
-            let mut leases = inner.leases.lock();
-            if leases.is_held(key) {
-                return Ok(None);
-            }
-            leases.grant(key, token, ttl);
-        }
-        if let Err(e) = fence.insert(k(key), token) {
-            inner.leases.lock().remove(key, token);
-            return Err(inner.fail("write fence")(e));
-        }
-        token
-    };
-    if let Err(e) = txn.commit() {
-        inner.leases.lock().remove(key, token);
-        return Err(inner.fail("commit acquire lease")(e));
-    }
-    Ok(Some(Lease { key: key.clone(), holder: holder.to_string(), token }))
+    let token = inner.fence.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    leases.grant(key, token, ttl);
+    Some(Lease { key: key.clone(), holder: holder.to_string(), token })
 }
 
 /// Commits `txn` without waiting for the disk (redb's `Durability::None`): a later

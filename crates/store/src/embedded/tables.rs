@@ -5,7 +5,8 @@
 //! history       (tenant, session, seq)         -> JSON Message, seq increasing, oldest first
 //! turns         (tenant, session, request_id)  -> JSON TurnEntry (reply + expiry)
 //! user_sessions (tenant, user, session)        -> updated_unix_ms
-//! fence         (tenant, session)              -> the last fencing token granted
+//! fence         ("", "")                         -> this run's fencing epoch (tokens of
+//!                                                 a run are epoch << 32 + a counter)
 //! usage         (tenant, user, day)            -> tokens used on day (YYYY-MM-DD UTC); user "" = tenant
 //! policies      tenant                         -> JSON PolicyDoc (the tenant's own policy)
 //! policy_versions tenant                       -> the last policy version given out
