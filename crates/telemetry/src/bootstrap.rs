@@ -62,6 +62,9 @@ pub fn init_tracing(cfg: &TelemetryConfig, service: &'static str) {
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
+                // The current span carries the turn's ids; the list of every
+                // enclosing span would double each line for nothing.
+                .with_span_list(false)
                 .with_writer(std::io::stderr)
         });
         let (otel_layer, otel_error) = if cfg.otlp_endpoint.is_empty() {

@@ -62,11 +62,17 @@ pub async fn run_loop(
     let mut usage = Usage::default();
     let mut llm_elapsed = std::time::Duration::ZERO;
     for step in 0..input.max_steps {
-        let req =
-            ChatRequest { messages: conversation.clone(), tools: specs.clone(), max_tokens: None, temperature: None };
+        // The conversation moves into the request and back: no copy per step.
+        let req = ChatRequest {
+            messages: std::mem::take(&mut conversation),
+            tools: specs.clone(),
+            max_tokens: None,
+            temperature: None,
+        };
         let called = std::time::Instant::now();
         let resp = llm.chat(&models, &req, input.deadline, on_delta).await;
         llm_elapsed += called.elapsed();
+        conversation = req.messages;
         let resp = resp.map_err(|e| ClawError::new(e.code(), format!("LLM call failed: {e}")))?;
         usage += resp.usage;
         let now = clawhive_core::time::now_unix_ms();

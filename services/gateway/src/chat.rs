@@ -239,7 +239,8 @@ impl Gateway {
             tracing::warn!(error = %e, "Cannot publish a request.");
             ClawError::unavailable("the message bus is unavailable; try again shortly")
         })?;
-        tracing::info!(agent = %agent, trace_id = %trace.trace_id_hex(), timeout_ms, ?outcome, "Request published.");
+        // The worker logs each turn at info ("turn committed"); one line per turn is enough.
+        tracing::debug!(agent = %agent, trace_id = %trace.trace_id_hex(), timeout_ms, ?outcome, "Request published.");
         if outcome == PublishOutcome::Duplicate {
             drop(registration);
             let ready = match self.store.committed_turn(&key, &request_id).await.map_err(store_error)? {

@@ -180,8 +180,11 @@ fn stream_missing(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
     matches!(e.kind(), ConsumerErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// Every ack kind waits for the server's confirmation, so `Ok` means the
-/// server has it (an ack after the turn is committed must not get lost).
+/// Naks, terms and progress wait for the server's confirmation, so `Ok` means
+/// the server has them. The final ack does not: it comes after the turn is
+/// committed and answered, so a lost one only brings a redelivery, which finds
+/// the committed turn and re-sends its reply (a confirmed ack would cost a
+/// message and a wait per turn to prevent that rare repeat).
 struct NatsAcker {
     inner: async_nats::jetstream::message::Acker,
 }
@@ -205,7 +208,7 @@ fn label(kind: AckKind) -> &'static str {
 #[async_trait]
 impl Acker for NatsAcker {
     async fn ack(&self) -> Result<(), BusError> {
-        self.send(AckKind::Ack).await
+        self.inner.ack().await.map_err(|e| BusError::Ack(format!("ack: {e}")))
     }
 
     async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
