@@ -236,7 +236,12 @@ async fn run(cli: Cli, load: Load) -> anyhow::Result<()> {
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         )
     });
+    let mut tuning: Vec<String> = cli.service_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if let Ok(g) = std::env::var("GOMAXPROCS") {
+        tuning.push(format!("GOMAXPROCS={g} (nats-server)"));
+    }
     let result = report::build(report::Inputs {
+        tuning,
         name: name.clone(),
         machine,
         note: cli.note.clone(),

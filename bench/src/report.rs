@@ -83,6 +83,9 @@ pub struct RunConfig {
     pub warmup_turns: u64,
     pub bound_turns: Option<u64>,
     pub bound_duration_s: Option<f64>,
+    /// Runtime tuning of the processes under test: `--service-env` pairs and the
+    /// `GOMAXPROCS` nats-server inherits (empty: defaults).
+    pub tuning: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,7 @@ pub struct Report {
 }
 
 pub struct Inputs {
+    pub tuning: Vec<String>,
     pub name: String,
     pub machine: Machine,
     pub note: String,
@@ -209,6 +213,7 @@ pub fn build(i: Inputs) -> Report {
             warmup_turns: i.warmup,
             bound_turns: i.bound_turns,
             bound_duration_s: i.bound_duration_s,
+            tuning: i.tuning,
         },
         results: Results {
             turns_ok: ok,
@@ -267,13 +272,14 @@ fn ready(v: &Value) -> String {
         .map_or("–".into(), |r| format!("{r:.0}"))
 }
 
-const HEADER: &str = "| mode | api | load | workers | turns ok | errors | turns/s | p50 ms | p90 ms | p99 ms | max ms | LLM wait p50 ms | overhead p50 / p99 ms | gateway RSS idle / max MiB | worker RSS idle / max MiB | gateway ready ms | CPU ms / turn (services) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+const HEADER: &str = "| mode | tuning | api | load | workers | turns ok | errors | turns/s | p50 ms | p90 ms | p99 ms | max ms | LLM wait p50 ms | overhead p50 / p99 ms | gateway RSS idle / max MiB | worker RSS idle / max MiB | gateway ready ms | CPU ms / turn (services) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn row(v: &Value) -> String {
     let service = if s(v, "/config/mode") == "embedded" { "clawhive-up" } else { "gateway" };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |\n",
         s(v, "/config/mode"),
+        tuning(v),
         s(v, "/config/api"),
         s(v, "/config/load_label"),
         v.pointer("/config/workers").and_then(Value::as_u64).unwrap_or(0),
@@ -292,6 +298,16 @@ fn row(v: &Value) -> String {
         ready(v),
         cpu_total(v),
     )
+}
+
+/// The run's runtime tuning, `default` if none.
+fn tuning(v: &Value) -> String {
+    let t: Vec<&str> = v
+        .pointer("/config/tuning")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if t.is_empty() { "default".into() } else { t.join(" ") }
 }
 
 /// CPU time of all measured processes (servers included, not the load generator) per turn.
