@@ -110,6 +110,16 @@ impl std::fmt::Debug for Delivery {
 pub trait Consumer: Send {
     /// The next delivery; waits until one is available. `None` once the bus is closed.
     async fn next(&mut self) -> Option<Result<Delivery, BusError>>;
+
+    /// [`Consumer::next`] for a caller that could start `ready` deliveries now:
+    /// the consumer may ask the server for up to that many at once (one round
+    /// trip for several) and hand them out over the following calls. Each call
+    /// must again pass how many the caller can still start, counting the
+    /// deliveries it has been handed since it last had none in hand.
+    async fn next_up_to(&mut self, ready: usize) -> Option<Result<Delivery, BusError>> {
+        let _ = ready;
+        self.next().await
+    }
 }
 
 #[async_trait]

@@ -132,18 +132,27 @@ pub async fn start_with(
     let join = tokio::spawn(async move {
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
+        // Slots taken for deliveries still to come: we never pull more than we can run,
+        // and when several slots are free one pull asks for that many.
+        let mut held: Vec<tokio::sync::OwnedSemaphorePermit> = Vec::new();
         loop {
-            // Take a slot first, so we never pull more than we can run.
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
+            if held.is_empty() {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                };
+                held.push(first);
+                while let Ok(more) = slots.clone().try_acquire_owned() {
+                    held.push(more);
+                }
+            }
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                n = consumer.next() => n,
+                n = consumer.next_up_to(held.len()) => n,
             };
             match next {
                 Some(Ok(delivery)) => {
+                    let permit = held.pop().expect("a slot is held for every delivery");
                     let ctx = ctx.clone();
                     let stop = hard_stop.clone();
                     tracker.spawn(async move {

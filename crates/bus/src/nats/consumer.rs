@@ -1,11 +1,13 @@
 //! Durable pull consumers.
 //!
-//! Each member pulls one message at a time with a one-shot pull request, sent
-//! only while its owner waits in [`Consumer::next`]: a busy member never sits
-//! on messages an idle one could take, `ack_wait` starts when the work does,
-//! and nothing is buffered in a subscription that nobody polls (a buffered
-//! message on an unpolled pull stream used to be dropped with its stream on a
-//! missed heartbeat and came back only after `ack_wait`).
+//! Each member pulls with one-shot pull requests for as many messages as its
+//! owner can start right now ([`Consumer::next_up_to`]; one for
+//! [`Consumer::next`]), and its owner keeps polling while it has room: a busy
+//! member never sits on messages an idle one could take, `ack_wait` starts
+//! when the work can, and nothing waits in a subscription that nobody polls (a
+//! buffered message on an unpolled pull stream used to be dropped with its
+//! stream on a missed heartbeat and came back only after `ack_wait`). Asking
+//! for several at once saves a round trip per message when many are queued.
 //!
 //! The member outlives transient trouble: a missed heartbeat, a failed pull or
 //! a consumer deleted behind our back is logged, and the member re-binds
@@ -38,6 +40,8 @@ pub(super) struct NatsConsumer {
     stream: String,
     /// `None` after trouble, until the next successful re-bind.
     consumer: Option<PullConsumer>,
+    /// The pull request being served, and how many more messages it may bring.
+    open: Option<(pull::Batch, usize)>,
     pause: Duration,
 }
 
@@ -55,7 +59,7 @@ impl NatsConsumer {
                 spec.durable, spec.filter_subject
             )));
         }
-        let mut consumer = NatsConsumer { shared, spec, stream, consumer: None, pause: MIN_PAUSE };
+        let mut consumer = NatsConsumer { shared, spec, stream, consumer: None, open: None, pause: MIN_PAUSE };
         consumer.consumer = Some(consumer.bind().await?);
         Ok(consumer)
     }
@@ -103,10 +107,34 @@ impl NatsConsumer {
 #[async_trait]
 impl Consumer for NatsConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        self.next_up_to(1).await
+    }
+
+    async fn next_up_to(&mut self, ready: usize) -> Option<Result<Delivery, BusError>> {
         loop {
             if self.shared.is_closed() {
                 self.consumer = None;
+                self.open = None;
                 return None;
+            }
+            if let Some((batch, left)) = self.open.as_mut() {
+                match batch.next().await {
+                    Some(Ok(message)) => {
+                        self.pause = MIN_PAUSE;
+                        *left -= 1;
+                        if *left == 0 {
+                            self.open = None;
+                        }
+                        return Some(Ok(delivery(message)));
+                    }
+                    Some(Err(e)) => {
+                        self.open = None;
+                        self.trouble(&e).await;
+                    }
+                    // The pull expired (or was filled): ask again.
+                    None => self.open = None,
+                }
+                continue;
             }
             let Some(consumer) = self.consumer.as_ref() else {
                 match self.bind().await {
@@ -121,23 +149,12 @@ impl Consumer for NatsConsumer {
                 }
                 continue;
             };
+            let want = ready.max(1);
             let batch =
-                consumer.batch().max_messages(1).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await;
-            let mut batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    self.trouble(&e).await;
-                    continue;
-                }
-            };
-            match batch.next().await {
-                Some(Ok(message)) => {
-                    self.pause = MIN_PAUSE;
-                    return Some(Ok(delivery(message)));
-                }
-                Some(Err(e)) => self.trouble(&e).await,
-                // The pull expired with nothing to deliver: ask again.
-                None => {}
+                consumer.batch().max_messages(want).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await;
+            match batch {
+                Ok(b) => self.open = Some((b, want)),
+                Err(e) => self.trouble(&e).await,
             }
         }
     }
