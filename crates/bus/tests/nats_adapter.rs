@@ -85,6 +85,29 @@ async fn topology_sets_up_the_streams_as_designed() {
     assert_eq!(req.config.duplicate_window, Duration::from_secs(30));
 }
 
+/// A member waiting for several deliveries keeps one pull open while idle; a
+/// request arriving seconds later (past any idle-heartbeat period) is delivered
+/// at once, and the rest of the pull keeps delivering.
+#[tokio::test]
+async fn a_pull_for_several_deliveries_stays_live_while_idle() {
+    let (_server, bus) = setup().await;
+    let mut c = bus.consume(spec("w", Duration::from_secs(30), -1)).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let first = c.next_up_to(4).await.unwrap().unwrap();
+        let second = c.next_up_to(3).await.unwrap().unwrap();
+        (text(&first), text(&second), Instant::now())
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (id, body) in [("a", "first"), ("b", "second")] {
+        bus.publish_durable(&request_subject(), id, vec![], Bytes::from(body)).await.unwrap();
+    }
+    let published = Instant::now();
+    let (first, second, at) = timeout(WAIT, waiting).await.expect("delivered while the pull was open").unwrap();
+    assert_eq!((first.as_str(), second.as_str()), ("first", "second"));
+    // Well under the 30 s ack wait a lost delivery would take to come back.
+    assert!(at.duration_since(published) < Duration::from_secs(5), "took {:?}", at.duration_since(published));
+}
+
 #[tokio::test]
 async fn a_consumer_survives_a_server_restart() {
     let (mut server, bus) = setup().await;

@@ -9,7 +9,7 @@
 //! stream on a missed heartbeat and came back only after `ack_wait`). Asking
 //! for several at once saves a round trip per message when many are queued.
 //!
-//! The member outlives transient trouble: a missed heartbeat, a failed pull or
+//! The member outlives transient trouble: a failed or expired pull, or
 //! a consumer deleted behind our back is logged, and the member re-binds
 //! (create-or-update of the durable, re-creating the stream if it vanished)
 //! with a growing pause. It ends only when the connection is closed.
@@ -29,8 +29,6 @@ use std::time::Duration;
 
 /// How long one pull request stays open on the server.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
-/// The server's idle heartbeat on an open pull; two missed ones mean trouble.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
 const MIN_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
@@ -150,8 +148,12 @@ impl Consumer for NatsConsumer {
                 continue;
             };
             let want = ready.max(1);
-            let batch =
-                consumer.batch().max_messages(want).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await;
+            // No idle heartbeats: async-nats 0.51's `Batch` answers a heartbeat with
+            // `Pending` without re-arming its waker, so a pull open for longer than one
+            // heartbeat stalls (messages already sent to it wait, then are dropped with
+            // it) until its own timer ends it. The expiry bounds every pull instead, and
+            // the connection's pings catch a dead server.
+            let batch = consumer.batch().max_messages(want).expires(PULL_EXPIRES).messages().await;
             match batch {
                 Ok(b) => self.open = Some((b, want)),
                 Err(e) => self.trouble(&e).await,
