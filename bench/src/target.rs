@@ -90,10 +90,9 @@ impl Target {
         for child in &self.children {
             for line in child.log().lines().filter(|l| l.contains("turn committed")) {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                if let (Some(id), Some(us)) = (find(&v, "request_id").and_then(|r| r.as_str()), find(&v, "llm_us")) {
-                    if let Some(us) = us.as_u64() {
-                        out.insert(id.to_string(), us);
-                    }
+                let id = find(&v, "request_id").and_then(|r| r.as_str());
+                if let (Some(id), Some(us)) = (id, find(&v, "llm_us").and_then(|u| u.as_u64())) {
+                    out.insert(id.to_string(), us);
                 }
             }
         }

@@ -35,6 +35,9 @@ fn check(v: &Value, api: &str) {
         "/results/latency/p99_ms",
         "/results/latency/max_ms",
         "/results/fake_llm_rtt/p50_ms",
+        "/results/llm_in_worker/p50_ms",
+        "/results/overhead/p50_ms",
+        "/results/overhead/p99_ms",
         "/targets",
     ] {
         assert!(v.pointer(path).is_some_and(|x| !x.is_null()), "{path} missing in {v:#}");
@@ -42,6 +45,11 @@ fn check(v: &Value, api: &str) {
     assert_eq!(v["config"]["api"], api);
     assert_eq!(v["results"]["errors"], 0, "{v:#}");
     assert_eq!(v["results"]["turns_ok"], 20, "{v:#}");
+    // Every measured turn's LLM wait was found in the worker's log, and the
+    // overhead never exceeds the latency it is taken from.
+    assert_eq!(v["results"]["overhead_turns"], 20, "{v:#}");
+    let (overhead, latency) = (v["results"]["overhead"]["max_ms"].as_f64(), v["results"]["latency"]["max_ms"].as_f64());
+    assert!(overhead.zip(latency).is_some_and(|(o, l)| o <= l), "{v:#}");
     let procs = v["processes"].as_array().expect("processes");
     let names: Vec<&str> = procs.iter().filter_map(|p| p["name"].as_str()).collect();
     for want in ["gateway", "worker-0"] {
