@@ -120,6 +120,11 @@ pub trait Consumer: Send {
         let _ = ready;
         self.next().await
     }
+
+    /// Before the caller stops taking deliveries: hands back (for immediate
+    /// redelivery to another member) any that reached this member but were not
+    /// taken yet, instead of leaving them to time out.
+    async fn hand_back(&mut self) {}
 }
 
 #[async_trait]

@@ -108,6 +108,37 @@ async fn a_pull_for_several_deliveries_stays_live_while_idle() {
     assert!(at.duration_since(published) < Duration::from_secs(5), "took {:?}", at.duration_since(published));
 }
 
+/// Deliveries that reached a member stopping work but were not taken go back at
+/// once (another member gets them), not after `ack_wait`.
+#[tokio::test]
+async fn a_stopping_member_hands_back_what_it_received_but_did_not_start() {
+    let (_server, bus) = setup().await;
+    let mut a = bus.consume(spec("w", Duration::from_secs(60), -1)).await.unwrap();
+    bus.publish_durable(&request_subject(), "1", vec![], Bytes::from_static(b"one")).await.unwrap();
+    // A pull for four: the first is taken, the next two arrive while it is busy.
+    let first = timeout(WAIT, a.next_up_to(4)).await.expect("first").unwrap().unwrap();
+    assert_eq!(text(&first), "one");
+    for (id, body) in [("2", "two"), ("3", "three")] {
+        bus.publish_durable(&request_subject(), id, vec![], Bytes::from(body)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.hand_back().await;
+    drop(a);
+    first.acker.ack().await.unwrap();
+
+    let mut b = bus.consume(spec("w", Duration::from_secs(60), -1)).await.unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = timeout(WAIT, b.next()).await.expect("handed back, not held for the 60 s ack wait").unwrap().unwrap();
+        got.push(text(&d));
+        d.acker.ack().await.unwrap();
+    }
+    got.sort();
+    assert_eq!(got, ["three", "two"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn a_consumer_survives_a_server_restart() {
     let (mut server, bus) = setup().await;

@@ -170,7 +170,10 @@ pub async fn start_with(
                 }
             }
         }
+        // Requests that reached this worker but were not started go straight to another.
+        consumer.hand_back().await;
         drop(consumer);
+        drop(held);
         tracker.close();
         tracing::info!(in_flight = tracker.len(), "stopped pulling; draining in-flight turns");
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {

@@ -108,6 +108,10 @@ impl Consumer for NatsConsumer {
         self.next_up_to(1).await
     }
 
+    async fn hand_back(&mut self) {
+        self.nak_received().await;
+    }
+
     async fn next_up_to(&mut self, ready: usize) -> Option<Result<Delivery, BusError>> {
         loop {
             if self.shared.is_closed() {
@@ -163,6 +167,22 @@ impl Consumer for NatsConsumer {
 }
 
 impl NatsConsumer {
+    /// Naks what the open pull has already received (it would otherwise wait out `ack_wait`).
+    async fn nak_received(&mut self) {
+        use futures::FutureExt;
+        let Some((mut batch, _)) = self.open.take() else { return };
+        let mut handed_back = 0;
+        while let Some(Some(Ok(message))) = batch.next().now_or_never() {
+            if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::debug!(error = %e, "Could not hand a delivery back; it returns after ack_wait.");
+            }
+            handed_back += 1;
+        }
+        if handed_back > 0 {
+            tracing::info!(consumer = %self.spec.durable, handed_back, "Handed back deliveries not started.");
+        }
+    }
+
     /// Logs a failed pull (quietly while disconnected) and re-binds after a pause.
     async fn trouble(&mut self, e: &(dyn std::fmt::Display + Sync)) {
         if self.shared.client.connection_state() != async_nats::connection::State::Connected {
