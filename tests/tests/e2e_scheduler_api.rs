@@ -6,6 +6,12 @@ mod scheduler_support;
 
 use scheduler_support::*;
 
+/// `GET /v1/schedules` as `user`.
+async fn list_jobs(http: &reqwest::Client, sys: &Sys, user: &str) -> Value {
+    let resp = http.get(format!("{}/v1/schedules", sys.http())).bearer_auth(sys.t(user)).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_created_by_the_schedule_tool_is_listed_fires_and_can_be_deleted() {
     let sys = Sys::start().await;
@@ -19,15 +25,7 @@ async fn a_job_created_by_the_schedule_tool_is_listed_fires_and_can_be_deleted()
     let job_id = fin.split("Created job ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
 
     let http = reqwest::Client::new();
-    let list: Value = http
-        .get(format!("{}/v1/schedules", sys.http()))
-        .bearer_auth(sys.t(ALICE))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = list_jobs(&http, &sys, ALICE).await;
     let jobs = list["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{list}");
     assert_eq!(jobs[0]["job_id"], job_id.as_str());
@@ -56,28 +54,12 @@ async fn a_job_created_by_the_schedule_tool_is_listed_fires_and_can_be_deleted()
     assert_eq!(j.consecutive_failures, 0);
 
     // Bob's list does not show it; the tool deletes it for alice.
-    let bob: Value = http
-        .get(format!("{}/v1/schedules", sys.http()))
-        .bearer_auth(sys.t(BOB))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob = list_jobs(&http, &sys, BOB).await;
     assert_eq!(bob["jobs"], json!([]));
     let text = format!(r#"stop it #tool:schedule:{{"action":"delete","job_id":"{job_id}"}}"#);
     let fin = chat_final(&mut chat, sys.t(ALICE), "tool-session", &text).await;
     assert!(fin.contains(&format!("Deleted job {job_id}")), "{fin}");
-    let list: Value = http
-        .get(format!("{}/v1/schedules", sys.http()))
-        .bearer_auth(sys.t(ALICE))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = list_jobs(&http, &sys, ALICE).await;
     assert_eq!(list["jobs"], json!([]));
     // Bad tool input: a clear error the model can read.
     let fin = chat_final(

@@ -214,7 +214,7 @@ impl SessionStore for RedisStore {
         let k = self.keys.session(begin.key);
         let (meta_key, history_key, turn_key) = (k.meta(), k.history(), k.turn(begin.request_id));
         // Lua's GET of a missing key is `false`, which Redis returns as nil.
-        type Reply = Option<(u64, Option<String>, Vec<Option<String>>, i64, Vec<String>)>;
+        type Reply = Option<(u64, Option<String>, Vec<Option<String>>, Vec<String>)>;
         let reply: Reply = self
             .scripts
             .begin
@@ -224,35 +224,30 @@ impl SessionStore for RedisStore {
             .key(&meta_key)
             .key(&history_key)
             .arg(millis(begin.ttl))
-            .arg(begin.owner.as_str())
-            .arg(begin.agent.as_str())
-            .arg(now_unix_ms())
             .arg(begin.history_limit)
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(failed("begin turn"))?;
-        let Some((token, committed, fields, created, entries)) = reply else { return Ok(None) };
+        let Some((token, committed, fields, entries)) = reply else { return Ok(None) };
         let lease = Lease { key: begin.key.clone(), holder: begin.holder.to_string(), token };
-        let state = (|| {
+        let read = || -> Result<_, StoreError> {
             let committed = committed.map(|json| codec::reply(&turn_key, &json)).transpose()?;
-            let meta = codec::meta(begin.key, &meta_key, fields)?
-                .ok_or_else(|| codec::corrupt(&meta_key, "missing right after creation"))?;
+            let meta = codec::meta(begin.key, &meta_key, fields)?;
             let history = entries
                 .iter()
                 .enumerate()
                 .map(|(i, json)| codec::message(&history_key, i, json))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(TurnState { committed, meta, history })
-        })();
-        let state = match state {
-            Ok(state) if created == 1 => {
-                // A session created here is indexed now, as by ensure_session.
-                let meta = &state.meta;
-                self.index(&begin.key.tenant, meta.owner.as_str(), &begin.key.session, meta.updated_unix_ms)
-                    .await
-                    .map(|()| state)
-            }
-            other => other,
+            Ok((committed, meta, history))
+        };
+        let state = match read() {
+            Ok((committed, Some(meta), history)) => Ok(TurnState { committed, meta, history }),
+            // A session nobody created yet (the ingress usually has): create it now.
+            Ok((committed, None, history)) => self
+                .ensure_session(begin.key, begin.owner, begin.agent)
+                .await
+                .map(|meta| TurnState { committed, meta, history }),
+            Err(e) => Err(e),
         };
         Ok(Some(TurnStart { lease, state }))
     }

@@ -152,7 +152,8 @@ pub async fn start_with(
             };
             match next {
                 Some(Ok(delivery)) => {
-                    let permit = held.pop().expect("a slot is held for every delivery");
+                    // A slot is held for every delivery (`next_up_to` never brings more).
+                    let permit = held.pop();
                     let ctx = ctx.clone();
                     let stop = hard_stop.clone();
                     tracker.spawn(async move {

@@ -46,10 +46,10 @@ fields[6] = created
 return fields
 "#;
 
-/// KEYS: lease, fence, turn, meta, history. ARGV: ttl_ms, owner, agent, now_ms, history_limit.
+/// KEYS: lease, fence, turn, meta, history. ARGV: ttl_ms, history_limit.
 /// Takes the lease as `ACQUIRE` (nil if it is held) and reads, under it, what a
 /// turn starts from: `{token, turn_json or nil, {meta fields in META_FIELDS
-/// order}, created (1/0, as ENSURE), {history entries, oldest first}}`.
+/// order, all nil if the session does not exist}, {history entries, oldest first}}`.
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
@@ -57,19 +57,13 @@ end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
 local committed = redis.call('GET', KEYS[3])
-local created = 0
-if redis.call('EXISTS', KEYS[4]) == 0 then
-  redis.call('HSET', KEYS[4], 'owner', ARGV[2], 'agent', ARGV[3],
-    'created_unix_ms', ARGV[4], 'updated_unix_ms', ARGV[4], 'message_count', 0)
-  created = 1
-end
 local fields = redis.call('HMGET', KEYS[4], 'owner', 'agent', 'created_unix_ms', 'updated_unix_ms', 'message_count')
 local history = {}
-local limit = tonumber(ARGV[5])
+local limit = tonumber(ARGV[2])
 if limit > 0 then
   history = redis.call('LRANGE', KEYS[5], -limit, -1)
 end
-return {token, committed, fields, created, history}
+return {token, committed, fields, history}
 "#;
 
 /// KEYS: lease, turn, history, meta.
