@@ -233,11 +233,7 @@ impl SessionStore for RedisStore {
         let read = || -> Result<_, StoreError> {
             let committed = committed.map(|json| codec::reply(&turn_key, &json)).transpose()?;
             let meta = codec::meta(begin.key, &meta_key, fields)?;
-            let history = entries
-                .iter()
-                .enumerate()
-                .map(|(i, json)| codec::message(&history_key, i, json))
-                .collect::<Result<Vec<_>, _>>()?;
+            let history = codec::history(&history_key, &entries)?;
             Ok((committed, meta, history))
         };
         let state = match read() {
@@ -331,7 +327,7 @@ impl SessionStore for RedisStore {
             .query_async(&mut self.con.clone())
             .await
             .map_err(failed("LRANGE history"))?;
-        entries.iter().enumerate().map(|(i, json)| codec::message(&history_key, i, json)).collect()
+        codec::history(&history_key, &entries)
     }
 
     async fn committed_turn(

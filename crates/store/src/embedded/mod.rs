@@ -161,11 +161,6 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { inner })
     }
 
-    /// Makes every commit so far durable now (group commit does it on its own).
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.run("flush", |inner| inner.flush()).await
-    }
-
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -219,7 +214,7 @@ impl SessionStore for EmbeddedStore {
                 Ok(TurnState {
                     committed: ops::committed_turn(inner, &key, &request_id)?,
                     meta: ops::ensure_session(inner, &key, &owner, &agent)?,
-                    history: if limit == 0 { Vec::new() } else { ops::history(inner, &key, limit)? },
+                    history: ops::history(inner, &key, limit)?,
                 })
             })
             .await;

@@ -35,6 +35,11 @@ pub(crate) fn message(redis_key: &str, index: usize, json: &str) -> Result<Messa
     serde_json::from_str(json).map_err(|e| corrupt(redis_key, format!("entry {index} is not a message: {e}")))
 }
 
+/// The entries of a history list, oldest first.
+pub(crate) fn history(redis_key: &str, entries: &[String]) -> Result<Vec<Message>, StoreError> {
+    entries.iter().enumerate().map(|(i, json)| message(redis_key, i, json)).collect()
+}
+
 pub(crate) fn reply(redis_key: &str, json: &str) -> Result<StoredReply, StoreError> {
     serde_json::from_str(json).map_err(|e| corrupt(redis_key, format!("not a stored reply: {e}")))
 }
